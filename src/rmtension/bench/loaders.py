@@ -1,0 +1,292 @@
+"""Benchmark loaders, registered by name, each reading local files first and the hub second.
+
+Local layouts under the data directory (the same as ``../shared/data``)::
+
+    reward-bench/      filtered.{jsonl,json,parquet} (or any file named filtered*)   RewardBench
+    reward-bench-2/    test.{jsonl,json,parquet} (or any file named test*)           RewardBench 2
+    rm-bench/          {chat,code,math,safety-refuse,safety-response}_filtered.json  RM-Bench
+    llmbar/Dataset/LLMBar/{Natural,Adversarial/{Neighbor,GPTInst,GPTOut,Manual}}/dataset.json
+
+A name may carry a subset filter, ``rm-bench:chat,code``; any other argument is read as a generic
+benchmark file (JSONL/JSON/Parquet of ``{"id", "subset", "group"?, "prompt", "chosen", "rejected"}``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Iterable
+
+from rmtension.bench.groups import group_of
+from rmtension.bench.types import (
+    METRIC_BEST_OF_N,
+    METRIC_PAIRWISE,
+    METRIC_RM_BENCH,
+    METRIC_STRICT,
+    METRIC_TIES,
+    BenchItem,
+    Benchmark,
+)
+from rmtension.data.io import Located, is_record_file, iter_records, require_str, require_str_list
+from rmtension.data.sources import resolve_data_dir
+from rmtension.data.types import user_prompt
+from rmtension.errors import RmtensionError, SourceNotFoundError
+from rmtension.hub import hub_available, hub_status
+from rmtension.registry import Registry
+
+Loader = Callable[[Path | None], Benchmark]
+BENCHMARKS: Registry[Loader] = Registry("benchmark")
+
+RM_BENCH_DOMAINS = ("chat", "code", "math", "safety-refuse", "safety-response")
+LLMBAR_SETS = {
+    "llmbar-natural": "Natural",
+    "llmbar-adver-neighbor": "Adversarial/Neighbor",
+    "llmbar-adver-GPTInst": "Adversarial/GPTInst",
+    "llmbar-adver-GPTOut": "Adversarial/GPTOut",
+    "llmbar-adver-manual": "Adversarial/Manual",
+}
+
+
+def _item(loc: Located, bench: str, subset: str, item_id: str, prompt: str, chosen: Iterable[str],
+          rejected: Iterable[str], group: str | None = None, **meta) -> BenchItem:
+    chosen_t, rejected_t = tuple(chosen), tuple(rejected)
+    if not chosen_t or not rejected_t:
+        raise loc.error("an item needs at least one chosen and one rejected response")
+    return BenchItem(
+        id=item_id,
+        subset=subset,
+        group=group_of(subset, group),
+        prompt=user_prompt(prompt),
+        chosen=chosen_t,
+        rejected=rejected_t,
+        benchmark=bench,
+        meta=tuple(sorted(meta.items())),
+    )
+
+
+def _not_found(name: str, looked: list[str], hub_id: str | None) -> SourceNotFoundError:
+    where = "; ".join(looked) if looked else "no local data directory (set --data-dir or $RMTENSION_DATA_DIR)"
+    hub = f"; {hub_status()} for {hub_id}" if hub_id else "; it has no hub fallback"
+    return SourceNotFoundError(f"benchmark {name!r} not found: looked in {where}{hub}")
+
+
+def _find_files(base: Path, stem: str) -> list[Path]:
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.rglob(f"{stem}*") if p.is_file() and is_record_file(p))
+
+
+def _hub_rows(hub_id: str, split: str) -> Iterable[Located]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(hub_id, split=split)
+    except Exception as exc:
+        raise SourceNotFoundError(f"could not load {hub_id} (split {split}) from the hub: {exc}") from None
+    where = f"hub:{hub_id}/{split}"
+    for i, rec in enumerate(ds):
+        yield Located(dict(rec), where, index=i)
+
+
+def _rows(name: str, root: Path | None, folder: str, stem: str, hub_id: str, split: str) -> tuple[Iterable[Located], list[str]]:
+    looked = []
+    if root is not None:
+        files = _find_files(root / folder, stem)
+        if files:
+            return (loc for f in files for loc in iter_records(f)), [str(f) for f in files]
+        looked.append(f"{root / folder}/{stem}*")
+    if hub_available():
+        return _hub_rows(hub_id, split), [f"hub:{hub_id}/{split}"]
+    raise _not_found(name, looked, hub_id)
+
+
+# ----------------------------------------------------------------------------- RewardBench
+
+
+@BENCHMARKS.register("rewardbench")
+def load_rewardbench(root: Path | None) -> Benchmark:
+    """RewardBench (allenai/reward-bench, split ``filtered``): one chosen, one rejected per item."""
+    rows, files = _rows("rewardbench", root, "reward-bench", "filtered", "allenai/reward-bench", "filtered")
+    items = []
+    for loc in rows:
+        subset = require_str(loc, "subset")
+        items.append(_item(loc, "rewardbench", subset, str(loc.record.get("id", loc.index)),
+                           require_str(loc, "prompt"), [require_str(loc, "chosen")], [require_str(loc, "rejected")]))
+    return Benchmark("rewardbench", items, METRIC_PAIRWISE, files=files)
+
+
+@BENCHMARKS.register("rewardbench2")
+def load_rewardbench2(root: Path | None) -> Benchmark:
+    """RewardBench 2 (allenai/reward-bench-2, split ``test``): best-of-4; Ties has several correct."""
+    rows, files = _rows("rewardbench2", root, "reward-bench-2", "test", "allenai/reward-bench-2", "test")
+    items = []
+    for loc in rows:
+        subset = require_str(loc, "subset")
+        meta = {}
+        for key in ("num_correct", "num_incorrect", "total_completions"):
+            if key in loc.record:
+                meta[key] = loc.record[key]
+        items.append(_item(loc, "rewardbench2", subset, str(loc.record.get("id", loc.index)),
+                           require_str(loc, "prompt"), require_str_list(loc, "chosen"),
+                           require_str_list(loc, "rejected"), **meta))
+    return Benchmark("rewardbench2", items, METRIC_BEST_OF_N, subset_metrics={"Ties": METRIC_TIES}, files=files)
+
+
+# ----------------------------------------------------------------------------- RM-Bench
+
+
+@BENCHMARKS.register("rm-bench")
+def load_rm_bench(root: Path | None) -> Benchmark:
+    """RM-Bench: 3 chosen × 3 rejected style variants (concise, detailed plain, detailed markdown)."""
+    items: list[BenchItem] = []
+    files: list[str] = []
+    notes: list[str] = []
+    base = root / "rm-bench" if root is not None else None
+    if base is not None and base.is_dir():
+        for domain in RM_BENCH_DOMAINS:
+            f = next((base / f"{domain}_filtered{ext}" for ext in (".json", ".jsonl", ".jsonl.gz", ".parquet")
+                      if (base / f"{domain}_filtered{ext}").is_file()), None)
+            if f is None:
+                notes.append(f"domain {domain!r} missing: no {base}/{domain}_filtered.json")
+                continue
+            files.append(str(f))
+            for loc in iter_records(f):
+                items.append(_rm_bench_item(loc, domain))
+        if items:
+            return Benchmark("rm-bench", items, METRIC_RM_BENCH, files=files, notes=notes)
+    if hub_available():
+        for loc in _hub_rows("THU-KEG/RM-Bench", "train"):
+            domain = loc.record.get("domain") or loc.record.get("subset")
+            if not isinstance(domain, str):
+                raise loc.error("missing field 'domain'")
+            items.append(_rm_bench_item(loc, domain))
+        return Benchmark("rm-bench", items, METRIC_RM_BENCH, files=["hub:THU-KEG/RM-Bench"])
+    raise _not_found("rm-bench", [f"{base}/<domain>_filtered.json"] if base else [], "THU-KEG/RM-Bench")
+
+
+def _rm_bench_item(loc: Located, domain: str) -> BenchItem:
+    chosen = require_str_list(loc, "chosen")
+    rejected = require_str_list(loc, "rejected")
+    if len(chosen) != 3 or len(rejected) != 3:
+        raise loc.error(f"RM-Bench items need 3 chosen and 3 rejected responses, got {len(chosen)} and {len(rejected)}")
+    source = loc.record.get("subset", "")
+    return _item(loc, "rm-bench", domain, f"{domain}:{loc.record.get('id', loc.index)}", require_str(loc, "prompt"),
+                 chosen, rejected, source=source)
+
+
+# ----------------------------------------------------------------------------- LLMBar
+
+
+@BENCHMARKS.register("llmbar")
+def load_llmbar(root: Path | None) -> Benchmark:
+    """LLMBar's five sets, named as RewardBench names them; chosen = ``output_{label}``."""
+    items: list[BenchItem] = []
+    files: list[str] = []
+    looked: list[str] = []
+    if root is not None:
+        base = root / "llmbar" / "Dataset" / "LLMBar"
+        for subset, rel in LLMBAR_SETS.items():
+            f = base / rel / "dataset.json"
+            if not f.is_file():
+                looked.append(str(f))
+                continue
+            files.append(str(f))
+            for loc in iter_records(f):
+                label = loc.record.get("label")
+                if label not in (1, 2):
+                    raise loc.error(f"field 'label' must be 1 or 2, got {label!r}")
+                out1, out2 = require_str(loc, "output_1"), require_str(loc, "output_2")
+                chosen, rejected = (out1, out2) if label == 1 else (out2, out1)
+                items.append(_item(loc, "llmbar", subset, f"{subset}:{loc.index}", require_str(loc, "input"),
+                                   [chosen], [rejected]))
+        if items:
+            notes = [f"missing: {p}" for p in looked]
+            return Benchmark("llmbar", items, METRIC_PAIRWISE, files=files, notes=notes)
+    if hub_available():
+        rb = load_rewardbench(None)
+        rb.items = [it for it in rb.items if it.subset in LLMBAR_SETS]
+        rb.name = "llmbar"
+        return rb
+    raise _not_found("llmbar", looked, "allenai/reward-bench (llmbar-* subsets)")
+
+
+# ----------------------------------------------------------------------------- generic files
+
+
+def load_generic(path: Path) -> Benchmark:
+    """A benchmark file anyone can write: one item per record.
+
+    The metric follows the item shape unless the record names one: 1 chosen × 1 rejected →
+    pairwise; 1 × N → best-of-N (RewardBench 2's rule); 3 × 3 → RM-Bench's matrix; other M × N →
+    best-of-N with the strict rule (every chosen above every rejected).
+    """
+    items: list[BenchItem] = []
+    shapes: dict[str, set[tuple[int, int]]] = {}
+    name = path.name.split(".")[0]
+    for loc in iter_records(path):
+        subset = loc.record.get("subset", name)
+        if not isinstance(subset, str) or not subset:
+            raise loc.error("field 'subset' must be a non-empty string")
+        group = loc.record.get("group")
+        if group is not None and not isinstance(group, str):
+            raise loc.error("field 'group' must be 'helpful' or 'harmless'")
+        item_id = loc.record.get("id", loc.line if loc.line is not None else loc.index)
+        item = _item(loc, name, subset, str(item_id), require_str(loc, "prompt"), require_str_list(loc, "chosen"),
+                     require_str_list(loc, "rejected"), group=group)
+        items.append(item)
+        shapes.setdefault(subset, set()).add((len(item.chosen), len(item.rejected)))
+    subset_metrics = {sub: _metric_for_shapes(s) for sub, s in shapes.items()}
+    return Benchmark(name, items, METRIC_PAIRWISE, subset_metrics=subset_metrics, files=[str(path)])
+
+
+def _metric_for_shapes(shapes: set[tuple[int, int]]) -> str:
+    if shapes == {(1, 1)}:
+        return METRIC_PAIRWISE
+    if all(c == 1 for c, _ in shapes):
+        return METRIC_BEST_OF_N
+    if shapes == {(3, 3)}:
+        return METRIC_RM_BENCH
+    return METRIC_STRICT
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def load_benchmark(name_or_file: str, data_dir: str | Path | None = None) -> Benchmark:
+    """Resolve a registered name (optionally ``name:subset,subset``) or a generic file."""
+    base, _, filt = name_or_file.partition(":")
+    if base in BENCHMARKS:
+        bench = BENCHMARKS.get(base)(resolve_data_dir(data_dir))
+        if filt:
+            wanted = [s for s in filt.split(",") if s]
+            known = set(bench.subsets())
+            unknown = [s for s in wanted if s not in known]
+            if unknown:
+                raise RmtensionError(f"benchmark {base!r} has no subset {', '.join(map(repr, unknown))}; "
+                                     f"it has: {', '.join(sorted(known))}")
+            bench.items = [it for it in bench.items if it.subset in wanted]
+            bench.name = name_or_file
+        return bench
+    path = Path(name_or_file)
+    if path.exists() or is_record_file(name_or_file):
+        return load_generic(path)
+    raise SourceNotFoundError(
+        f"unknown benchmark {name_or_file!r}: not a file and not a registered name ({', '.join(BENCHMARKS.names())})"
+    )
+
+
+def subsample(bench: Benchmark, per_subset: int | None, seed: int = 0) -> Benchmark:
+    """Keep at most ``per_subset`` items of each subset, chosen by a seeded hash of the id.
+
+    A hash (not the file order) keeps the sample stable when files are re-ordered, and spreads it
+    over the whole subset rather than its first lines.
+    """
+    if not per_subset:
+        return bench
+    kept: list[BenchItem] = []
+    for _, items in bench.subsets().items():
+        ranked = sorted(items, key=lambda it: hashlib.sha256(f"{seed}\x00{it.id}".encode()).digest())
+        keep = {id(it) for it in ranked[:per_subset]}
+        kept.extend(it for it in items if id(it) in keep)
+    return Benchmark(bench.name, kept, bench.metric, dict(bench.subset_metrics), list(bench.files),
+                     list(bench.notes) + [f"subsampled to at most {per_subset} items per subset (seed {seed})"])
