@@ -1,0 +1,54 @@
+"""Stage 1 models: backbones by name, reward-model construction, the RM input text.
+
+* ``backbones``: ``resolve_backbone`` (registered name / local folder / hub id → from_pretrained
+  path), the ``BACKBONES`` registry, ``describe_backbone``.
+* ``tiny``: tiny random GPT-2 / Llama / Gemma-3 / BERT backbones for tests, bit-identical everywhere.
+* ``offline``: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2 from their PyPI packages.
+* ``reward_model``: ``build_reward_model``, ``load_reward_model``, ``save_reward_model``.
+* ``formatting``: ``format_for_rm`` and the ``TEMPLATES`` registry (``hh``, ``chat``), EOS rule.
+* ``atomic``: build-in-a-temporary-sibling-then-rename helpers; ``seeding``: portable N(0, σ) draws.
+
+Names are imported lazily so that ``import rmtension.models`` (e.g. by ``rmtension --help``)
+does not pay for torch and transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BACKBONES": "backbones",
+    "BackboneInfo": "backbones",
+    "BackboneSpec": "backbones",
+    "cache_root": "backbones",
+    "describe_backbone": "backbones",
+    "materialise_backbone": "backbones",
+    "resolve_backbone": "backbones",
+    "DEFAULT_TEMPLATE": "formatting",
+    "TEMPLATES": "formatting",
+    "eos_suffix": "formatting",
+    "format_for_rm": "formatting",
+    "format_pair": "formatting",
+    "RECORD_FILE": "reward_model",
+    "build_reward_model": "reward_model",
+    "ensure_pad_token": "reward_model",
+    "init_score_head": "reward_model",
+    "load_reward_model": "reward_model",
+    "save_reward_model": "reward_model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

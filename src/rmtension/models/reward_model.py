@@ -1,0 +1,198 @@
+"""Reward models: a backbone with a one-output sequence-classification head.
+
+``build_reward_model`` makes the untrained RM every objective starts from; the head is drawn
+explicitly from a ``torch.Generator`` seeded with the run's seed, so that seeds really differ
+(the paper's code let every "seed" run with the same one) and the same seed gives bit-identical
+weights. ``save_reward_model``/``load_reward_model`` write and read a folder that plain
+``transformers`` also loads, plus ``rmtension.json``: the record of how the RM was made, of
+which the evaluation side needs at least the text ``template``.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from rmtension.errors import InputError, RmtensionError
+from rmtension.models.atomic import publish_replacing, temp_sibling
+from rmtension.models.backbones import resolve_backbone
+from rmtension.models.formatting import DEFAULT_TEMPLATE, TEMPLATES
+from rmtension.models.seeding import portable_normal
+
+RECORD_FILE = "rmtension.json"
+HEAD_STD = 0.02
+REWARD_LABEL = "reward"
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report while loading a backbone whose head is missing by design."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype).removeprefix("torch."), None)
+    if not isinstance(value, torch.dtype):
+        raise RmtensionError(f"unknown dtype {dtype!r}; use e.g. float32 or bfloat16")
+    return value
+
+
+def ensure_pad_token(tokenizer: Any) -> None:
+    """Pad = EOS when the tokenizer has no pad token (GPT-2, Llama): the paper's convention.
+
+    No new token is added, so the embedding matrix keeps its size; see ``formatting`` for what
+    pad == EOS means for which position the head reads.
+    """
+    if tokenizer.pad_token is not None:
+        return
+    if tokenizer.eos_token is None:
+        name = getattr(tokenizer, "name_or_path", "")
+        raise RmtensionError(f"tokenizer {name!r} has neither a pad nor an EOS token; cannot pad batches")
+    tokenizer.pad_token = tokenizer.eos_token
+
+
+def _set_reward_config(config: Any, pad_token_id: int | None) -> None:
+    config.num_labels = 1
+    config.id2label = {0: REWARD_LABEL}
+    config.label2id = {REWARD_LABEL: 0}
+    # One unbounded score: if anyone passes labels, transformers should use a regression loss.
+    config.problem_type = "regression"
+    if pad_token_id is not None:
+        config.pad_token_id = pad_token_id
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        text_config.pad_token_id = pad_token_id
+
+
+def head_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """The parameters outside the backbone (``base_model_prefix``): the score/classifier head."""
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    head = [(n, p) for n, p in model.named_parameters() if not n.startswith(prefix)]
+    if not head:
+        raise RuntimeError(f"{type(model).__name__} has no parameters outside {prefix!r}; cannot find its head")
+    return sorted(head)
+
+
+@torch.no_grad()
+def init_score_head(model: torch.nn.Module, seed: int) -> None:
+    """Matrices ~ N(0, 0.02), biases 0 (norm weights 1), drawn from a generator seeded with ``seed``.
+
+    Parameters are visited in name order and the values drawn on the CPU (``portable_normal``),
+    so the head depends only on ``seed`` and the head's shapes — not on the global RNG, the model
+    dtype, the device or the processor.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    for name, param in head_parameters(model):
+        if name.endswith("bias"):
+            param.zero_()
+        elif param.ndim >= 2:
+            param.copy_(portable_normal(param.shape, gen, HEAD_STD))
+        else:
+            param.fill_(1.0)
+
+
+def build_reward_model(backbone: str, seed: int, dtype: torch.dtype | str = torch.float32) -> tuple[Any, Any]:
+    """An untrained RM on ``backbone`` (registered name, local folder or hub id), head from ``seed``."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = resolve_backbone(backbone)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ensure_pad_token(tokenizer)
+    config = AutoConfig.from_pretrained(folder)
+    _set_reward_config(config, tokenizer.pad_token_id)
+    with _quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(folder, config=config, dtype=_as_dtype(dtype))
+    init_score_head(model, seed)
+    return model, tokenizer
+
+
+def _read_record(folder: Path) -> dict:
+    path = folder / RECORD_FILE
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise InputError(path, "expected a JSON object")
+    return record
+
+
+def _check_rm_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise RmtensionError(f"reward-model folder {folder} does not exist")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise RmtensionError(f"{folder} is not a reward-model folder (no config.json); train one with `rmtension train`")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(config_path, f"not valid JSON ({exc})") from None
+    archs = config.get("architectures") or []
+    labels = len(config.get("id2label") or {}) or config.get("num_labels", 0)
+    if not any(str(a).endswith("ForSequenceClassification") for a in archs) or labels != 1:
+        raise RmtensionError(
+            f"{folder} holds {'/'.join(archs) or 'a model'} with {labels or 'no'} labels, not a reward model "
+            "(a sequence-classification model with one output); train one with `rmtension train`"
+        )
+
+
+def load_reward_model(path: str | Path, dtype: torch.dtype | str = torch.float32) -> tuple[Any, Any, dict]:
+    """Model, tokenizer and info (the ``rmtension.json`` record; ``template`` defaults to "hh")."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = Path(path).expanduser()
+    _check_rm_folder(folder)
+    info = _read_record(folder)
+    info.setdefault("template", DEFAULT_TEMPLATE)
+    TEMPLATES.get(info["template"])  # an unknown template name fails here, not mid-evaluation
+    info["path"] = str(folder.resolve())
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=_as_dtype(dtype))
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RmtensionError(f"cannot load reward model from {folder}: {first}") from None
+    if tokenizer.pad_token is None and model.config.pad_token_id is not None:
+        tokenizer.pad_token_id = model.config.pad_token_id
+    ensure_pad_token(tokenizer)
+    if model.config.pad_token_id is None:
+        _set_reward_config(model.config, tokenizer.pad_token_id)
+    return model, tokenizer, info
+
+
+def save_reward_model(model: Any, tokenizer: Any, out_dir: str | Path, record: dict) -> Path:
+    """Write model (safetensors), tokenizer and ``rmtension.json`` to ``out_dir``, atomically.
+
+    An existing RM folder at ``out_dir`` is replaced as a whole (old and new are never mixed);
+    a non-empty folder that is not a model folder is refused rather than deleted.
+    """
+    out = Path(out_dir).expanduser()
+    if out.exists():
+        if not out.is_dir():
+            raise RmtensionError(f"cannot save a reward model to {out}: it is a file")
+        entries = {p.name for p in out.iterdir()}
+        if entries and not entries & {"config.json", RECORD_FILE}:
+            raise RmtensionError(f"refusing to replace {out}: it is a non-empty folder that holds no model")
+    full = dict(record)
+    full.setdefault("template", DEFAULT_TEMPLATE)
+    text = json.dumps(full, indent=2, sort_keys=True) + "\n"  # fails before any file is written
+    with temp_sibling(out) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / RECORD_FILE).write_text(text, encoding="utf-8")
+        publish_replacing(tmp, out)
+    return out
