@@ -210,6 +210,28 @@ def load_llmbar(root: Path | None) -> Benchmark:
     raise _not_found("llmbar", looked, "allenai/reward-bench (llmbar-* subsets)")
 
 
+# ----------------------------------------------------------------------------- HH-RLHF held-out pairs
+
+
+@BENCHMARKS.register("hh-heldout")
+def load_hh_heldout(root: Path | None) -> Benchmark:
+    """The held-out side of the prompt-hash split of each HH-RLHF subset, as pairwise items.
+
+    Training holds out the same prompts (same fraction and salt), so an RM is never evaluated
+    here on a prompt it was trained on. Subsets keep their HH names; their group follows the name
+    (helpful-* → helpful, harmless-base → harmless).
+    """
+    from rmtension.data.sources import load_preferences
+    from rmtension.data.split import DEFAULT_HELDOUT_FRACTION, split_pairs
+
+    data = load_preferences("hh-rlhf:mixed", root)
+    _, held = split_pairs(data.pairs, DEFAULT_HELDOUT_FRACTION)
+    items = [BenchItem(id=p.id, subset=p.subset, group=group_of(p.subset), prompt=p.prompt, chosen=(p.chosen,),
+                       rejected=(p.rejected,), benchmark="hh-heldout") for p in held]
+    notes = [f"held-out {DEFAULT_HELDOUT_FRACTION:.0%} of prompts (first user turn hash) of hh-rlhf:mixed"]
+    return Benchmark("hh-heldout", items, METRIC_PAIRWISE, files=list(data.files), notes=notes)
+
+
 # ----------------------------------------------------------------------------- generic files
 
 

@@ -1,0 +1,81 @@
+"""``rmtension eval``: score an RM on benchmarks and write results.json + items.jsonl."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+from rmtension.bench.groups import load_group_overrides
+from rmtension.bench.loaders import BENCHMARKS, load_benchmark, subsample
+from rmtension.cli.common import add_data_dir
+from rmtension.evaluation.scorer import ScorerConfig
+
+
+def add_scorer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="longest input in tokens; longer texts are cut from the left (default: the model's limit)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="float32, or bf16/fp16 autocast (default float32)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def scorer_config(args: argparse.Namespace) -> ScorerConfig:
+    return ScorerConfig(batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
+                        device=args.device, progress=not args.no_progress)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a reward model on benchmarks",
+                       description="Score every response of every benchmark item once (length-sorted batches), "
+                       "apply each subset's metric, and write OUT/results.json and OUT/items.jsonl.")
+    p.add_argument("--rm", required=True, help="RM folder (from `rmtension train`, or any sequence-classification "
+                   "model with one output)")
+    p.add_argument("--bench", action="append", required=True, metavar="NAME_OR_FILE",
+                   help=f"benchmark: {', '.join(BENCHMARKS.names())} (optionally NAME:subset,subset) or a generic "
+                   "benchmark file; repeat for several")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--ablate", default=None, metavar="NEURONS_FILE",
+                   help="zero these neurons (a neuron-set file from `rmtension neurons select`) during scoring")
+    p.add_argument("--max-items", type=int, default=None, metavar="N",
+                   help="at most N items per subset (a seeded, stable sample)")
+    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--template", default=None, help="override the RM's text template (default: its record's)")
+    p.add_argument("--groups", default=None, metavar="FILE", help="JSON/YAML {subset: helpful|harmless} overrides")
+    add_data_dir(p)
+    add_scorer_options(p)
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rmtension.evaluation.evaluate import evaluate, write_eval
+    from rmtension.models.reward_model import load_reward_model
+
+    if args.groups:
+        load_group_overrides(args.groups)
+    benches = [subsample(load_benchmark(b, args.data_dir), args.max_items, args.sample_seed) for b in args.bench]
+    model, tokenizer, info = load_reward_model(args.rm)
+    template = args.template or info.get("template", "hh")
+    ablation_ctx = contextlib.nullcontext()
+    ablation_meta = None
+    if args.ablate:
+        from rmtension.ablation.ablate import ablation_from_file
+
+        ablation_ctx, ablation_meta = ablation_from_file(model, args.ablate)
+    with ablation_ctx:
+        result = evaluate(model, tokenizer, benches, template=template, scorer_config=scorer_config(args))
+    result.results["rm"] = {"path": str(Path(args.rm).resolve()), "template": template,
+                            **{k: info.get(k) for k in ("backbone", "objective", "seed") if k in info}}
+    result.results["ablation"] = ablation_meta
+    write_eval(args.out, result)
+    for name, entry in result.results["benchmarks"].items():
+        g = entry["groups"]
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in g.items() if v is not None)
+        print(f"{name}: {entry['aggregate']['items']} items; group means: {parts or 'n/a'}")
+        for sub, s in entry["subsets"].items():
+            score = "n/a" if s["score"] is None else f"{s['score']:.3f}"
+            print(f"  {sub:28s} {s['metric']:16s} {score}  (n={s['n']}, {s['group']})")
+    print(f"wrote {Path(args.out) / 'results.json'} and items.jsonl")
+    return 0

@@ -1,0 +1,66 @@
+"""``rmtension train``: one reward model from a backbone, an objective and a seed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rmtension.cli.common import add_data_dir
+from rmtension.training.config import OBJECTIVES, OVERLONG_POLICIES, PRESETS, make_config, parse_assignments
+
+# CLI flag → TrainConfig field. Flags left unset keep the preset's value.
+_FLAGS = {
+    "backbone": "backbone", "objective": "objective", "seed": "seed", "train_data": "train_data",
+    "max_pairs": "max_pairs", "max_length": "max_length", "epochs": "epochs", "lr": "lr",
+    "batch_size": "batch_size", "overlong": "overlong", "max_steps": "max_steps", "data_dir": "data_dir",
+    "grad_accum": "grad_accum", "save_steps": "save_steps", "template": "template",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a reward model (Bradley-Terry, TRL RewardTrainer)",
+                       description="Train a reward model and write a folder that from_pretrained loads, the tokenizer "
+                       "and rmtension.json (how it was made, pair counts, held-out accuracy). Runs under "
+                       "`accelerate launch -m rmtension train ...` for several processes or GPUs.")
+    p.add_argument("--backbone", required=True, help="registered name (smollm2-135m-instruct, tiny-llama, ...), "
+                   "local folder or hub id")
+    p.add_argument("--objective", required=True, choices=OBJECTIVES)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True, help="output RM folder")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="hyper-parameter preset (default: paper)")
+    p.add_argument("--train-data", help="preference source (default: hh-rlhf:<objective>)")
+    add_data_dir(p)
+    p.add_argument("--max-pairs", type=int, help="use at most N training pairs")
+    p.add_argument("--max-length", type=int, help="longest pair side in tokens")
+    p.add_argument("--overlong", choices=OVERLONG_POLICIES, help="drop over-long pairs or cut them from the left")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", type=int, help="stop after N optimiser steps")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int, help="pairs per step per process")
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--save-steps", type=int, help="checkpoint every N steps")
+    p.add_argument("--template", help="RM input template (hh, chat)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set any TrainConfig field, e.g. --set bf16=false --set warmup_ratio=0.1")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT/checkpoints")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    overrides = {field: getattr(args, flag) for flag, field in _FLAGS.items() if getattr(args, flag) is not None}
+    overrides.update(parse_assignments(args.set))
+    cfg = make_config(args.preset, **overrides)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    from rmtension.training.trainer import train
+
+    record = train(cfg, args.out, resume=args.resume)
+    if record:
+        m = record.get("metrics", {})
+        acc = m.get("heldout_accuracy")
+        summary = f"held-out accuracy {acc:.3f} on {m['heldout_n']} pairs" if acc is not None else "no held-out pairs"
+        print(f"trained {cfg.objective} RM from {cfg.backbone} (seed {cfg.seed}) → {args.out}: "
+              f"{record['pairs']['used']} pairs, {record['trainer']['global_steps']} steps, {summary}")
+    return 0

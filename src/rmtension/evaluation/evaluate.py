@@ -1,0 +1,185 @@
+"""Evaluate one RM on benchmarks: score every response once, then apply each subset's metric.
+
+The output is two files that together let anyone recompute every number:
+``results.json`` (per benchmark: per-subset metric/score/n/group, helpful and harmless group
+means, the benchmark's own aggregate) and ``items.jsonl`` (one line per item with every chosen and
+rejected score and the item's correctness).
+"""
+
+from __future__ import annotations
+
+
+import json
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from rmtension.bench.types import METRIC_PAIRWISE, METRIC_STRICT, Benchmark, BenchItem
+from rmtension.evaluation.aggregate import group_means, rewardbench2_overall, rewardbench_overall, rewardbench_section_scores
+from rmtension.evaluation.metrics import SubsetScore, jsonable, rm_bench_summary, score_items, strict_correct
+from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
+from rmtension.models.formatting import format_for_rm
+from rmtension.registry import Registry
+
+RESULTS_FILE = "results.json"
+ITEMS_FILE = "items.jsonl"
+
+# Benchmark-specific aggregates, keyed by the benchmark's base name (before any ":subset" filter).
+Aggregator = Callable[[dict[str, SubsetScore]], dict[str, Any]]
+AGGREGATES: Registry[Aggregator] = Registry("benchmark aggregate")
+
+
+@AGGREGATES.register("rewardbench")
+def _rewardbench_aggregate(subsets: dict[str, SubsetScore]) -> dict[str, Any]:
+    sections = rewardbench_section_scores({k: v.score for k, v in subsets.items()})
+    return {"sections": sections, "overall": rewardbench_overall(sections) if sections else float("nan")}
+
+
+@AGGREGATES.register("rewardbench2")
+def _rewardbench2_aggregate(subsets: dict[str, SubsetScore]) -> dict[str, Any]:
+    return {"overall": rewardbench2_overall({k: v.score for k, v in subsets.items()})}
+
+
+@AGGREGATES.register("rm-bench")
+def _rm_bench_aggregate(subsets: dict[str, SubsetScore]) -> dict[str, Any]:
+    s = rm_bench_summary(subsets)
+    return {
+        "hard": s.hard, "normal": s.normal, "easy": s.easy, "average": s.average,
+        "domains": {d: {"hard": a.hard, "normal": a.normal, "easy": a.easy, "average": a.average, "n": a.n}
+                    for d, a in s.domains.items()},
+    }
+
+
+@dataclass
+class EvalResult:
+    """In-memory results: the ``results.json`` object and the ``items.jsonl`` rows."""
+
+    results: dict[str, Any]
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+def item_texts(item: BenchItem, tokenizer, template: str) -> list[str]:
+    """The RM inputs of an item, chosen responses first."""
+    return [format_for_rm(item.prompt, r, tokenizer, template) for r in item.chosen + item.rejected]
+
+
+def score_benchmarks(scorer: RewardScorer, benchmarks: Sequence[Benchmark], template: str,
+                     desc: str = "scoring") -> list[list[tuple[list[float], list[float]]]]:
+    """Scores of every response of every item, from one scorer call (so shared texts run once)."""
+    texts: list[str] = []
+    spans: list[list[tuple[int, int, int]]] = []
+    for bench in benchmarks:
+        rows = []
+        for item in bench.items:
+            start = len(texts)
+            texts.extend(item_texts(item, scorer.tokenizer, template))
+            rows.append((start, len(item.chosen), len(item.rejected)))
+        spans.append(rows)
+    scores = scorer.score(texts, desc=desc) if texts else np.zeros(0)
+    out = []
+    for rows in spans:
+        out.append([(scores[s:s + c].tolist(), scores[s + c:s + c + r].tolist()) for s, c, r in rows])
+    return out
+
+
+def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[float]]]) -> tuple[dict, list[dict]]:
+    """Apply each subset's metric; return the benchmark's results entry and its item rows."""
+    by_subset: dict[str, list[int]] = {}
+    for k, item in enumerate(bench.items):
+        by_subset.setdefault(item.subset, []).append(k)
+    subset_scores: dict[str, SubsetScore] = {}
+    subsets_out: dict[str, dict] = {}
+    rows: list[dict] = []
+    groups: dict[str, str] = {}
+    for subset, idx in by_subset.items():
+        items = [bench.items[k] for k in idx]
+        chosen = [scores[k][0] for k in idx]
+        rejected = [scores[k][1] for k in idx]
+        metric = bench.metric_for(subset)
+        res = score_items(metric, items, chosen, rejected)
+        subset_scores[subset] = res
+        groups[subset] = items[0].group
+        entry = res.to_dict()
+        entry["group"] = items[0].group
+        if metric != METRIC_PAIRWISE and metric != METRIC_STRICT:
+            # The paper's strict rule beside the benchmark's own (min chosen > max rejected).
+            entry["strict_score"] = float(np.mean([strict_correct(c, r) for c, r in zip(chosen, rejected)]))
+        subsets_out[subset] = entry
+        for item, c, r, ok in zip(items, chosen, rejected, res.correct):
+            rows.append({"benchmark": bench.name, "subset": subset, "id": item.id, "group": item.group,
+                         "metric": metric, "chosen_scores": c, "rejected_scores": r, "correct": float(ok)})
+    plain = {k: v.score for k, v in subset_scores.items()}
+    base = bench.name.split(":")[0]
+    aggregate: dict[str, Any] = {"mean": float(np.mean(list(plain.values()))) if plain else float("nan"),
+                                 "items": len(bench.items)}
+    if base in AGGREGATES:
+        aggregate.update(AGGREGATES.get(base)(subset_scores))
+    entry = {"subsets": subsets_out, "groups": group_means(plain, groups), "aggregate": aggregate,
+             "files": list(bench.files), "notes": list(bench.notes)}
+    return jsonable(entry), rows
+
+
+def evaluate(model, tokenizer, benchmarks: Sequence[Benchmark], template: str = "hh",
+             scorer_config: ScorerConfig | None = None) -> EvalResult:
+    """Score ``benchmarks`` with one RM (under whatever hooks are active on ``model``)."""
+    scorer = RewardScorer(model, tokenizer, scorer_config)
+    t0 = time.time()
+    all_scores = score_benchmarks(scorer, benchmarks, template)
+    results: dict[str, Any] = {"benchmarks": {}}
+    items: list[dict] = []
+    for bench, scores in zip(benchmarks, all_scores):
+        entry, rows = summarise_benchmark(bench, scores)
+        results["benchmarks"][bench.name] = entry
+        items.extend(rows)
+    rep = scorer.last_report
+    results["scoring"] = {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated,
+                          "tokens": rep.tokens, "padded_tokens": rep.padded_tokens, "batches": rep.batches,
+                          "max_length": scorer.max_length, "dtype": scorer.config.dtype,
+                          "seconds": round(time.time() - t0, 3)}
+    return EvalResult(results, items)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON through a temporary sibling so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(jsonable(obj), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(jsonable(row), allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_eval(out_dir: str | Path, result: EvalResult) -> None:
+    """items.jsonl first, results.json last: a results.json marks a complete evaluation."""
+    out = Path(out_dir)
+    write_jsonl_atomic(out / ITEMS_FILE, result.items)
+    write_json_atomic(out / RESULTS_FILE, result.results)
+
+
+def read_items(out_dir: str | Path) -> list[dict]:
+    with open(Path(out_dir) / ITEMS_FILE, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def read_results(out_dir: str | Path) -> dict:
+    return json.loads((Path(out_dir) / RESULTS_FILE).read_text(encoding="utf-8"))
+
+

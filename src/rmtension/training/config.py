@@ -1,0 +1,151 @@
+"""Training configuration: one dataclass, documented fields, named presets.
+
+``paper`` reproduces the paper's setting (TRL defaults it actually ran with); ``cpu`` is what fits
+a 2-core laptop CPU in minutes per few hundred pairs. Every field can be overridden from the CLI
+(``rmtension train --set field=value`` or the dedicated flags).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from rmtension.errors import RmtensionError
+
+OBJECTIVES = ("helpful", "harmless", "mixed")
+OVERLONG_POLICIES = ("drop", "truncate")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a trained RM. Two runs with equal configs give equal weights."""
+
+    backbone: str = "smollm2-135m-instruct"
+    """Registered name, local folder or hub id of the backbone."""
+    objective: str = "helpful"
+    """helpful | harmless | mixed: picks the default training data (hh-rlhf:<objective>)."""
+    train_data: str | None = None
+    """Preference source (name or file); None → the objective's HH-RLHF bundle."""
+    data_dir: str | None = None
+    """Local data directory (else $RMTENSION_DATA_DIR, else the hub)."""
+    seed: int = 0
+    """Seeds the head initialisation, data order and dropout (passed to the trainer, not lost)."""
+    data_seed: int = 0
+    """Seeds which pairs are used when ``max_pairs`` caps them, independent of ``seed`` so that
+    runs with different seeds train on the same pairs."""
+    max_pairs: int | None = None
+    """Use at most this many training pairs (a hashed, seeded sample over all subsets)."""
+    heldout_fraction: float = 0.2
+    """Share of prompts held out for the final accuracy (split by prompt hash, see data.split)."""
+    heldout_max_pairs: int | None = 300
+    """Score at most this many held-out pairs at the end (None: all)."""
+    max_length: int = 1024
+    """Longest pair side in tokens."""
+    overlong: str = "drop"
+    """drop: leave out pairs with a side over max_length (the paper); truncate: cut from the left."""
+    epochs: float | None = None
+    """None → 2 for single objectives, 1 for mixed (the paper)."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps (overrides epochs when > 0)."""
+    lr: float = 1e-4
+    batch_size: int = 16
+    """Pairs per optimiser step per process (times grad_accum)."""
+    grad_accum: int = 1
+    scheduler: str = "linear"
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    bf16: bool = False
+    """bfloat16 autocast (weights stay float32)."""
+    gradient_checkpointing: bool = False
+    disable_dropout: bool = False
+    """TRL ≥0.x disables dropout by default; the paper's runs kept the backbone's dropout."""
+    template: str = "hh"
+    """Text template of RM inputs (models.formatting)."""
+    save_steps: int = 50
+    """Write a resumable checkpoint every this many steps."""
+    keep_checkpoints: bool = False
+    """Keep the checkpoints folder after a successful run."""
+    logging_steps: int = 10
+    eval_batch_size: int = 16
+    preset: str = "paper"
+
+    def effective_epochs(self) -> float:
+        if self.epochs is not None:
+            return self.epochs
+        return 1.0 if self.objective == "mixed" else 2.0
+
+    def validate(self) -> "TrainConfig":
+        if self.objective not in OBJECTIVES:
+            raise RmtensionError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.overlong not in OVERLONG_POLICIES:
+            raise RmtensionError(f"overlong must be one of {', '.join(OVERLONG_POLICIES)}, got {self.overlong!r}")
+        for name in ("max_length", "batch_size", "grad_accum", "save_steps", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise RmtensionError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise RmtensionError(f"lr must be > 0, got {self.lr}")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise RmtensionError(f"max_pairs must be ≥ 1, got {self.max_pairs}")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise RmtensionError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["effective_epochs"] = self.effective_epochs()
+        return d
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper: full fine-tuning, batch 16, lr 1e-4 (TRL's default, which its code actually used),
+    # linear schedule, 2 epochs single / 1 mixed, max length 1024 with over-long pairs dropped.
+    "paper": dict(batch_size=16, lr=1e-4, scheduler="linear", epochs=None, max_length=1024, overlong="drop",
+                  bf16=False, max_pairs=None),
+    # A 2-core CPU: 8 pairs a step, 256 tokens cut from the left, one epoch over a few hundred
+    # pairs, bf16 autocast (about 2× faster on processors with bf16 matrix instructions), lr 5e-5
+    # (1e-4 with so few steps was unstable in our measurements; see benchmarks/RESULTS.md).
+    "cpu": dict(batch_size=8, lr=5e-5, scheduler="linear", epochs=1.0, max_length=256, overlong="truncate",
+                bf16=True, max_pairs=300, heldout_max_pairs=300, save_steps=10, logging_steps=5),
+}
+
+
+def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
+    """A preset with ``overrides`` applied on top (a None value sets the field to None)."""
+    if preset not in PRESETS:
+        raise RmtensionError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    cfg = replace(TrainConfig(), preset=preset, **PRESETS[preset])
+    known = {f.name for f in fields(TrainConfig)}
+    bad = [k for k in overrides if k not in known]
+    if bad:
+        raise RmtensionError(f"unknown training field(s): {', '.join(bad)}; known: {', '.join(sorted(known))}")
+    cfg = replace(cfg, **overrides)
+    return cfg.validate()
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``["lr=3e-5", "bf16=true"]`` → typed overrides, using the dataclass field types."""
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in types:
+            raise RmtensionError(f"--set expects FIELD=VALUE with a training field, got {item!r}")
+        t = str(types[key])
+        try:
+            if raw.lower() in ("none", "null"):
+                value: Any = None
+            elif "bool" in t:
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("1", "true", "yes")
+            elif "int" in t:
+                value = int(raw)
+            elif "float" in t:
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise RmtensionError(f"--set {key}: cannot read {raw!r} as {t}") from None
+        out[key] = value
+    return out
