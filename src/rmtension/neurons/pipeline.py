@@ -1,0 +1,90 @@
+"""Neuron scoring of a trained RM on a preference source: the edge where files and models are read.
+
+``score_rm`` loads the RM and its record, renders each pair with the RM's own text template (the
+one it was trained with), builds the untrained base model when the change score is wanted, and
+runs one statistics pass through the shared scorer. Everything it computes lands in the
+returned ``NeuronStats`` metadata so that a score file says what it was made from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rmtension.errors import RmtensionError
+from rmtension.neurons.recorder import collect_stats
+from rmtension.neurons.scores import compute_scores, needs_base
+from rmtension.neurons.sites import check_site
+from rmtension.neurons.stats import NeuronStats
+
+
+@dataclass
+class ScoreRequest:
+    """Options of one ``neurons score`` run (the CLI flags)."""
+
+    rm: str
+    data: str
+    method: str = "magnitude"
+    site: str = "act"
+    pool: str = "all"
+    data_dir: str | None = None
+    max_pairs: int | None = None
+    batch_size: int = 16
+    max_length: int | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    seed: int = 0
+    with_change: bool = False
+    base: str | None = None  # backbone name/folder of the untrained base; default: the RM's record
+    chunk_pairs: int = 512
+    progress: bool = False
+
+
+def _base_model(req: ScoreRequest, info: dict[str, Any]):
+    from rmtension.models.reward_model import build_reward_model
+
+    backbone = req.base or info.get("backbone")
+    if not backbone:
+        raise RmtensionError(f"the change score needs the RM's untrained base model, but {req.rm} has no "
+                             "backbone in rmtension.json; pass --base BACKBONE")
+    model, _tok = build_reward_model(str(backbone), seed=int(info.get("seed", 0) or 0))
+    return model, str(backbone)
+
+
+def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
+    """Statistics (with metadata) and the requested method's (layers, neurons) scores."""
+    from rmtension.data.sources import load_preferences
+    from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
+    from rmtension.models.formatting import format_for_rm
+    from rmtension.models.reward_model import load_reward_model
+
+    check_site(req.site)
+    needs_base(req.method)  # unknown method names fail before any model is loaded
+    data = load_preferences(req.data, req.data_dir)  # bad data fails before a model is loaded
+    pairs = data.pairs if req.max_pairs is None else data.pairs[: max(0, req.max_pairs)]
+    if not pairs:
+        raise RmtensionError(f"{req.data} holds no usable preference pairs")
+    model, tokenizer, info = load_reward_model(req.rm)
+    template = info.get("template", "hh")
+    texts = [(format_for_rm(p.prompt, p.chosen, tokenizer, template), format_for_rm(p.prompt, p.rejected, tokenizer, template))
+             for p in pairs]
+    base, base_name = None, None
+    if req.with_change or needs_base(req.method):
+        base, base_name = _base_model(req, info)
+    scorer = RewardScorer(model, tokenizer, ScorerConfig(batch_size=req.batch_size, max_length=req.max_length,
+                                                         dtype=req.dtype, device=req.device, progress=req.progress))
+    meta = {
+        "rm": info.get("path", str(Path(req.rm).resolve())), "backbone": info.get("backbone"),
+        "objective": info.get("objective"), "rm_seed": info.get("seed"), "template": template,
+        "data": req.data, "data_files": list(data.files), "pairs": len(pairs), "pairs_available": len(data.pairs),
+        "base": base_name, "dtype": req.dtype, "max_length": scorer.max_length,
+    }
+    stats, pair_scores = collect_stats(scorer, texts, site=req.site, base_model=base, chunk_pairs=req.chunk_pairs,
+                                       meta=meta)
+    margins = pair_scores[:, 0] - pair_scores[:, 1]
+    stats.meta.update({"tokens": stats.tokens, "accuracy": float(np.mean(margins > 0)),
+                       "mean_margin": float(np.mean(margins))})
+    return stats, compute_scores(stats, req.method, req.pool, req.seed)

@@ -1,0 +1,329 @@
+"""Streaming neuron statistics as an observer of the one reward scorer.
+
+Why an observer: scoring and statistics then share one forward pass over exactly the tokens the
+RM saw (length-sorted batches, left truncation, de-duplication), instead of a second, subtly
+different pass. ``RewardScorer.score`` calls ``before_batch`` → forward → ``after_batch``; the
+recorder's hooks fire inside that forward and reduce each layer's activations at once:
+
+* only real tokens count: ``activations[attention_mask]`` drops the padding before anything
+  is summed (the paper's code padded to 1024 and averaged the pads in);
+* the reduction is a few float64 matrix products per layer — token weights (groups × tokens)
+  times activations (tokens × neurons) — so nothing larger than one batch is ever held, and the
+  memory does not grow with the number of texts;
+* the base model (for the change score) runs in ``before_batch`` on the identical ``Batch``;
+  its activations at real tokens are held for that one batch only and consumed layer by layer
+  as the RM's forward reaches the same layer;
+* per-text mean vectors are kept only until the text's pair partner has been seen. Pairs are fed
+  in chunks (``collect_stats``), so at most one chunk's means are pending.
+
+The scorer de-duplicates texts, so a text that occurs twice (the same transcript in two records,
+or one text as chosen in one pair and rejected in another) is run once. ``plan`` tells the
+recorder the full list, and each unique text's tokens are weighted by how often it occurs in
+each group: the sums equal those of a pass over every occurrence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from rmtension.errors import RmtensionError
+from rmtension.neurons.sites import ModelSites, check_site, hook_sites, model_sites
+from rmtension.neurons.stats import MOMENTS, Moments, NeuronStats
+
+GROUPS = ("chosen", "rejected")
+
+
+def _autocast(device: torch.device, dtype: str):
+    if dtype in ("float32", None):
+        return contextlib.nullcontext()
+    dt = {"bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    return torch.autocast(device_type=device.type, dtype=dt)
+
+
+class _Accumulator:
+    """Device-side float64 sums for one block (activations or change), G × L × N each."""
+
+    def __init__(self, groups: int, layers: int, neurons: int, device: torch.device):
+        self.t = {m: torch.zeros((groups, layers, neurons), dtype=torch.float64, device=device) for m in MOMENTS}
+
+    def add(self, layer: int, weights: torch.Tensor, tok: torch.Tensor) -> None:
+        """weights: (G, n_tok) float64; tok: (n_tok, N) float64."""
+        self.t["sum"][:, layer] += weights @ tok
+        self.t["abs_sum"][:, layer] += weights @ tok.abs()
+        self.t["sq_sum"][:, layer] += weights @ tok.square()
+        self.t["pos_count"][:, layer] += weights @ (tok > 0).to(torch.float64)
+
+    def to_moments(self, groups: list[str], count: np.ndarray) -> Moments:
+        return Moments(list(groups), count.copy(), *(self.t[m].cpu().numpy() for m in MOMENTS))
+
+
+class NeuronStatsRecorder:
+    """A ``BatchObserver`` that accumulates per-neuron statistics of ``model`` at ``site``.
+
+    Use it as a context manager (installs and removes the hooks) around scorer calls:
+
+        rec = NeuronStatsRecorder(scorer.model, site="act", base_model=base)
+        with rec:
+            rec.plan(texts, tags, pairs)          # optional: exact weights and pair RMSD
+            scorer.score(texts, observers=[rec], tags=tags)
+        stats = rec.result()
+
+    Without ``plan`` each batch row counts once, in the group named by its tag.
+    ``autocast`` should match the scorer's dtype so the base model runs like the RM.
+    """
+
+    def __init__(self, model: nn.Module, *, site: str = "act", base_model: nn.Module | None = None,
+                 groups: Sequence[str] = GROUPS, autocast: str = "float32"):
+        check_site(site)
+        self.model = model
+        self.site = site
+        self.sites: ModelSites = model_sites(model)
+        self.base = base_model
+        self.base_sites: ModelSites | None = None
+        if base_model is not None and base_model is model:
+            raise ValueError("the base model must be a separate model object (hooks are per module)")
+        if base_model is not None:
+            base_model.eval()  # dropout off, as the scorer does for the RM
+            self.base_sites = model_sites(base_model)
+            if (self.base_sites.n_layers, self.base_sites.n_neurons) != (self.sites.n_layers, self.sites.n_neurons):
+                raise RmtensionError(
+                    f"base model has {self.base_sites.n_layers}×{self.base_sites.n_neurons} neurons, the RM "
+                    f"{self.sites.n_layers}×{self.sites.n_neurons}; the change score needs the RM's own backbone")
+        self.groups = list(groups)
+        self.autocast = autocast
+        self._stack: contextlib.ExitStack | None = None
+        self._acc: _Accumulator | None = None
+        self._diff: _Accumulator | None = None
+        self._count = np.zeros(len(self.groups))
+        self._texts = np.zeros(len(self.groups))
+        L = self.sites.n_layers
+        self._rmsd_sum = np.zeros(L + 1)
+        self._rmsd_sq = np.zeros(L + 1)
+        self._rmsd_pairs = 0
+        self._plan: _CallPlan | None = None
+        self._batch: _BatchState | None = None
+
+    # ------------------------------------------------------------------ hooks
+
+    def __enter__(self) -> "NeuronStatsRecorder":
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(hook_sites(self.model, self.site, self._rm_hook, sites=self.sites))
+        if self.base is not None:
+            self._stack.enter_context(hook_sites(self.base, self.site, self._base_hook, sites=self.base_sites))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+        self._batch = None
+
+    def _rm_hook(self, layer: int, a: torch.Tensor) -> None:
+        st = self._batch
+        if st is None:  # a forward pass outside the scorer's batches: not ours to count
+            return None
+        tok = a[st.mask_on(a.device)].to(torch.float64)
+        w = st.weights_on(a.device)
+        self._acc.add(layer, w, tok)  # type: ignore[union-attr]
+        if st.row_means is not None:
+            st.row_means[:, layer] = st.row_weights_on(a.device) @ tok
+        if self._diff is not None:
+            base = st.base_tok.pop(layer, None)
+            if base is None:
+                raise RuntimeError(f"base-model activations of layer {layer} missing for this batch")
+            self._diff.add(layer, w, tok - base.to(device=a.device, dtype=torch.float64))
+        return None
+
+    def _base_hook(self, layer: int, a: torch.Tensor) -> None:
+        st = self._batch
+        if st is not None:
+            st.base_tok[layer] = a[st.mask_on(a.device)].float()
+        return None
+
+    # ------------------------------------------------------------------ per call / per batch
+
+    def plan(self, texts: Sequence[str], tags: Sequence[str], pairs: Sequence[tuple[int, int]] = ()) -> None:
+        """Declare the texts of the next scorer call: occurrence weights and (chosen, rejected) pairs."""
+        self._plan = _CallPlan(texts, tags, pairs, self.groups)
+
+    def finish_call(self) -> None:
+        """Check that every declared pair was completed, and drop the call's bookkeeping."""
+        if self._plan is not None and self._plan.pending:
+            raise RuntimeError(f"{len(self._plan.pending)} texts of this call were never seen by the recorder")
+        self._plan = None
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def before_batch(self, batch) -> None:
+        dev = self._device()
+        L, N, G = self.sites.n_layers, self.sites.n_neurons, len(self.groups)
+        if self._acc is None:
+            self._acc = _Accumulator(G, L, N, dev)
+            if self.base is not None:
+                self._diff = _Accumulator(G, L, N, dev)
+        mask = batch.attention_mask.bool()
+        lengths = mask.sum(dim=1)
+        rows = len(batch.text_index)
+        weights = np.zeros((G, rows))
+        for r, t in enumerate(batch.text_index):
+            if self._plan is not None:
+                weights[:, r] = self._plan.weights(t)
+            else:
+                tag = batch.tags[r] if batch.tags else ""
+                if tag not in self.groups:
+                    raise RmtensionError(f"text tag {tag!r} is not one of the recorder's groups {self.groups}")
+                weights[self.groups.index(tag), r] = 1.0
+        token_row = torch.repeat_interleave(torch.arange(rows), lengths)
+        w_tok = torch.from_numpy(weights)[:, token_row]  # (G, n_tok)
+        need_means = self._plan is not None and self._plan.has_pairs
+        row_w = None
+        if need_means:
+            row_w = torch.zeros((rows, int(lengths.sum())), dtype=torch.float64)
+            row_w[token_row, torch.arange(token_row.numel())] = 1.0 / lengths[token_row].to(torch.float64)
+        self._count += (weights * lengths.numpy()[None, :]).sum(axis=1)
+        self._texts += weights.sum(axis=1)
+        self._batch = _BatchState(mask, w_tok, row_w,
+                                  torch.zeros((rows, L, N), dtype=torch.float64, device=dev) if need_means else None)
+        if self.base is not None:
+            base_dev = next(self.base.parameters()).device
+            if base_dev != dev:  # the scorer moved the RM; the base follows it once
+                self.base.to(dev)
+                base_dev = dev
+            with torch.inference_mode(), _autocast(base_dev, self.autocast):
+                self.base(input_ids=batch.input_ids.to(base_dev), attention_mask=batch.attention_mask.to(base_dev))
+            if len(self._batch.base_tok) != L:
+                raise RuntimeError("the base model's hooks did not see every layer")
+
+    def after_batch(self, batch, scores: torch.Tensor) -> None:
+        st = self._batch
+        self._batch = None
+        if st is None or st.row_means is None or self._plan is None:
+            return
+        means = st.row_means.cpu()
+        for r, t in enumerate(batch.text_index):
+            for c_mean, r_mean in self._plan.complete(t, means[r]):
+                d2 = (c_mean - r_mean).square()
+                per_layer = d2.mean(dim=1).sqrt().numpy()
+                vals = np.append(per_layer, float(d2.mean().sqrt()))
+                self._rmsd_sum += vals
+                self._rmsd_sq += vals**2
+                self._rmsd_pairs += 1
+
+    # ------------------------------------------------------------------ result
+
+    def result(self, meta: dict[str, Any] | None = None) -> NeuronStats:
+        L, N = self.sites.n_layers, self.sites.n_neurons
+        acc = self._acc or _Accumulator(len(self.groups), L, N, torch.device("cpu"))
+        info = {"architecture": self.sites.describe(), "site_module": self.sites.module_path(0, self.site)}
+        info.update(meta or {})
+        return NeuronStats(
+            self.site, L, N, acc.to_moments(self.groups, self._count), self._texts.copy(),
+            self._diff.to_moments(self.groups, self._count) if self._diff is not None else None,
+            self._rmsd_sum.copy(), self._rmsd_sq.copy(), self._rmsd_pairs, info,
+        )
+
+
+class _BatchState:
+    """What the hooks of one batch need, moved to the activations' device once."""
+
+    def __init__(self, mask: torch.Tensor, weights: torch.Tensor, row_weights: torch.Tensor | None,
+                 row_means: torch.Tensor | None):
+        self.mask, self.weights, self.row_weights, self.row_means = mask, weights, row_weights, row_means
+        self.base_tok: dict[int, torch.Tensor] = {}
+        self._cache: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+    def _on(self, name: str, t: torch.Tensor, device: torch.device) -> torch.Tensor:
+        key = (name, device)
+        if key not in self._cache:
+            self._cache[key] = t.to(device)
+        return self._cache[key]
+
+    def mask_on(self, device: torch.device) -> torch.Tensor:
+        return self._on("mask", self.mask, device)
+
+    def weights_on(self, device: torch.device) -> torch.Tensor:
+        return self._on("weights", self.weights, device)
+
+    def row_weights_on(self, device: torch.device) -> torch.Tensor:
+        assert self.row_weights is not None
+        return self._on("row_weights", self.row_weights, device)
+
+
+class _CallPlan:
+    """Occurrence weights and pair bookkeeping of one scorer call (texts de-duplicated as the scorer does)."""
+
+    def __init__(self, texts: Sequence[str], tags: Sequence[str], pairs: Sequence[tuple[int, int]], groups: list[str]):
+        if len(tags) != len(texts):
+            raise ValueError("plan: one tag per text is needed")
+        first: dict[str, int] = {}
+        owner = [first.setdefault(t, i) for i, t in enumerate(texts)]
+        self._w: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(len(groups)))
+        for i, tag in enumerate(tags):
+            if tag not in groups:
+                raise RmtensionError(f"text tag {tag!r} is not one of the recorder's groups {groups}")
+            self._w[owner[i]][groups.index(tag)] += 1.0
+        self.has_pairs = bool(pairs)
+        self.pairs = [(owner[c], owner[r]) for c, r in pairs]
+        self._pairs_of: dict[int, list[int]] = defaultdict(list)
+        for k, (c, r) in enumerate(self.pairs):
+            self._pairs_of[c].append(k)
+            if r != c:
+                self._pairs_of[r].append(k)
+        self.pending = set(self._w)
+        self._means: dict[int, torch.Tensor] = {}
+        self._left = {t: len(ks) for t, ks in self._pairs_of.items()}
+
+    def weights(self, text_index: int) -> np.ndarray:
+        if text_index not in self._w:
+            raise RuntimeError(f"text {text_index} was not declared in plan()")
+        return self._w[text_index]
+
+    def complete(self, text_index: int, mean: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Record a text's mean vectors; return the (chosen, rejected) means of pairs now complete."""
+        self.pending.discard(text_index)
+        if text_index not in self._pairs_of:
+            return []
+        self._means[text_index] = mean
+        done = []
+        for k in self._pairs_of[text_index]:
+            c, r = self.pairs[k]
+            if c in self._means and r in self._means:
+                done.append((self._means[c], self._means[r]))
+                for t in {c, r}:
+                    self._left[t] -= 1
+                    if self._left[t] == 0:
+                        del self._means[t]
+        return done
+
+
+def collect_stats(scorer, pairs: Sequence[tuple[str, str]], *, site: str = "act", base_model: nn.Module | None = None,
+                  chunk_pairs: int = 512, meta: dict[str, Any] | None = None) -> tuple[NeuronStats, np.ndarray]:
+    """One pass over (chosen text, rejected text) pairs: statistics and the RM's scores together.
+
+    Returns the statistics and a (pairs, 2) array of (chosen, rejected) scores. Pairs are scored
+    in chunks of ``chunk_pairs`` so that pending per-text means stay bounded; each chunk is still
+    length-sorted and batched by the scorer.
+    """
+    if not pairs:
+        raise RmtensionError("no preference pairs to compute neuron statistics on")
+    rec = NeuronStatsRecorder(scorer.model, site=site, base_model=base_model, autocast=scorer.config.dtype)
+    scores = np.empty((len(pairs), 2))
+    step = max(1, int(chunk_pairs))
+    with rec:
+        for start in range(0, len(pairs), step):
+            chunk = pairs[start:start + step]
+            texts = [t for pair in chunk for t in pair]
+            tags = list(GROUPS) * len(chunk)
+            rec.plan(texts, tags, [(2 * k, 2 * k + 1) for k in range(len(chunk))])
+            s = scorer.score(texts, observers=[rec], tags=tags,
+                             desc=f"neuron stats {start + len(chunk)}/{len(pairs)}")
+            rec.finish_call()
+            scores[start:start + len(chunk)] = s.reshape(-1, 2)
+    return rec.result(meta), scores

@@ -1,0 +1,118 @@
+"""Per-neuron importance scores, registered by name, computed from ``NeuronStats`` alone.
+
+Each method is a pure function of the streamed sums (see ``stats``), so a statistics file can be
+re-scored with any method without running the model again (``change`` needs the sums of
+a_RM − a_base, recorded only when a base model was run).
+
+========== ============================================================================
+method     score per neuron (over the pooled tokens)
+========== ============================================================================
+magnitude  signed mean activation Σa / n — what the paper's code computes ("magnitude")
+mean-abs   mean |a|: a large negative mean is as much "activity" as a large positive one
+rms        sqrt(Σa² / n): activity including variance around the mean
+prob       share of tokens with a > 0 (activation probability)
+change     sqrt(Σ(a_RM − a_base)² / n): how far training moved the neuron on these tokens
+random     uniform draws from a seeded generator: the baseline every method is compared to
+========== ============================================================================
+
+``pool`` chooses the tokens: ``all`` (chosen and rejected texts together; the paper), or one
+group (``chosen`` / ``rejected``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from rmtension.errors import RmtensionError
+from rmtension.neurons.stats import NeuronStats
+from rmtension.registry import Registry
+
+POOLS = ("all", "chosen", "rejected")
+
+ScoreFn = Callable[[NeuronStats, str, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ScoreMethod:
+    name: str
+    description: str
+    fn: ScoreFn
+    needs_diff: bool = False
+
+
+SCORE_METHODS: Registry[ScoreMethod] = Registry("neuron score method")
+
+
+def _moments(stats: NeuronStats, pool: str, diff: bool = False) -> tuple[float, dict[str, np.ndarray]]:
+    block = stats.diff if diff else stats.act
+    if block is None:
+        raise RmtensionError("the change score needs statistics recorded with the base model "
+                             "(run `rmtension neurons score` with --method change or --with-change)")
+    n, m = block.pooled(pool)
+    if n <= 0:
+        raise RmtensionError(f"no tokens in pool {pool!r}: cannot score neurons")
+    return n, m
+
+
+def _method(name: str, description: str, needs_diff: bool = False):
+    def deco(fn: ScoreFn) -> ScoreFn:
+        SCORE_METHODS.register(name, ScoreMethod(name, description, fn, needs_diff))
+        return fn
+    return deco
+
+
+@_method("magnitude", "signed mean activation (the paper's code)")
+def magnitude(stats: NeuronStats, pool: str = "all", seed: int = 0) -> np.ndarray:
+    n, m = _moments(stats, pool)
+    return m["sum"] / n
+
+
+@_method("mean-abs", "mean absolute activation")
+def mean_abs(stats: NeuronStats, pool: str = "all", seed: int = 0) -> np.ndarray:
+    n, m = _moments(stats, pool)
+    return m["abs_sum"] / n
+
+
+@_method("rms", "root mean square activation")
+def rms(stats: NeuronStats, pool: str = "all", seed: int = 0) -> np.ndarray:
+    n, m = _moments(stats, pool)
+    return np.sqrt(m["sq_sum"] / n)
+
+
+@_method("prob", "activation probability: share of tokens with a > 0")
+def prob(stats: NeuronStats, pool: str = "all", seed: int = 0) -> np.ndarray:
+    n, m = _moments(stats, pool)
+    return m["pos_count"] / n
+
+
+@_method("change", "RMS of a_RM − a_base (untrained base model, same tokens)", needs_diff=True)
+def change(stats: NeuronStats, pool: str = "all", seed: int = 0) -> np.ndarray:
+    n, m = _moments(stats, pool, diff=True)
+    return np.sqrt(m["sq_sum"] / n)
+
+
+@_method("random", "seeded uniform random scores (baseline)")
+def random(stats: NeuronStats, pool: str = "all", seed: int = 0) -> np.ndarray:
+    return random_scores(stats.layers, stats.neurons, seed)
+
+
+def random_scores(layers: int, neurons: int, seed: int) -> np.ndarray:
+    """Uniform [0, 1) scores from ``numpy.random.default_rng(seed)``; same seed, same scores."""
+    return np.random.default_rng(int(seed)).random((layers, neurons))
+
+
+def compute_scores(stats: NeuronStats, method: str, pool: str = "all", seed: int = 0) -> np.ndarray:
+    """(layers, neurons) float64 scores of ``method``; higher = more important."""
+    if pool not in POOLS:
+        raise RmtensionError(f"unknown pool {pool!r}; use one of: {', '.join(POOLS)}")
+    scores = np.asarray(SCORE_METHODS.get(method).fn(stats, pool, seed), dtype=np.float64)
+    if not np.isfinite(scores).all():
+        raise RmtensionError(f"method {method!r} produced non-finite scores; the statistics are broken (NaN weights?)")
+    return scores
+
+
+def needs_base(method: str) -> bool:
+    return SCORE_METHODS.get(method).needs_diff

@@ -1,0 +1,203 @@
+"""Streaming neuron statistics against a brute-force computation, padding, duplicates, files.
+
+The brute force runs the model on one text at a time (no padding at all), keeps every token's
+activations and computes every statistic with numpy. The recorder runs through the real
+scorer with length-sorted, right-padded batches of texts whose lengths differ by 10×, so any
+padding that leaked into a sum would show.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
+from rmtension.models.encoding import encode
+from rmtension.models.reward_model import build_reward_model
+from rmtension.neurons.recorder import NeuronStatsRecorder, collect_stats
+from rmtension.neurons.sites import hook_sites
+from rmtension.neurons.stats import load_stats, save_stats
+
+BACKBONES = ["tiny-gpt2", "tiny-llama", "tiny-gemma", "tiny-bert"]
+
+
+def _pairs() -> list[tuple[str, str]]:
+    short, long_ = "ok.", "The quick brown fox jumps over the lazy dog; " * 3
+    pairs = [
+        ("Human: hi\n\nAssistant: " + long_, "Human: hi\n\nAssistant: " + short),
+        ("Human: why?\n\nAssistant: because " + short, "Human: why?\n\nAssistant: no idea at all, " + long_[:60]),
+        ("Human: a\n\nAssistant: b", "Human: a\n\nAssistant: c" + long_),
+        ("Human: x\n\nAssistant: yes", "Human: x\n\nAssistant: no"),
+    ]
+    # duplicates: an identical pair, and a text that is chosen here and rejected there
+    pairs.append(pairs[3])
+    pairs.append(("Human: q\n\nAssistant: " + long_ * 2, "ok"))
+    pairs.append((pairs[0][1], "Human: hi\n\nAssistant: " + long_[:30]))
+    return pairs
+
+
+def _perturbed(model: torch.nn.Module, seed: int = 7) -> torch.nn.Module:
+    """Stand-in for training: move every weight a little, so RM − base differs from zero."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.01)
+    return model
+
+
+def _brute_force(model, tokenizer, pairs, site, base=None):
+    """Per-text forward passes; every statistic from the full list of token activations."""
+    def acts(m, ids):
+        got = {}
+        with torch.no_grad(), hook_sites(m, site, lambda i, a: got.__setitem__(i, a[0].double().numpy().copy())):
+            m(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+        return np.stack([got[i] for i in sorted(got)])  # (L, T, N)
+
+    out = {g: {"tokens": [], "diff": []} for g in ("chosen", "rejected")}
+    rmsd = []
+    for c, r in pairs:
+        means = []
+        for text, g in ((c, "chosen"), (r, "rejected")):
+            ids = encode(tokenizer, [text])[0]
+            a = acts(model, ids)
+            out[g]["tokens"].append(a)
+            if base is not None:
+                out[g]["diff"].append(a - acts(base, ids))
+            means.append(a.mean(axis=1))  # (L, N)
+        d2 = (means[0] - means[1]) ** 2
+        rmsd.append(np.append(np.sqrt(d2.mean(axis=1)), np.sqrt(d2.mean())))
+    res = {}
+    for g, v in out.items():
+        a = np.concatenate(v["tokens"], axis=1)  # (L, tokens, N)
+        res[g] = {"n": a.shape[1], "sum": a.sum(1), "abs_sum": np.abs(a).sum(1), "sq_sum": (a**2).sum(1),
+                  "pos_count": (a > 0).sum(1).astype(float)}
+        if base is not None:
+            d = np.concatenate(v["diff"], axis=1)
+            res[g]["diff"] = {"sum": d.sum(1), "abs_sum": np.abs(d).sum(1), "sq_sum": (d**2).sum(1),
+                              "pos_count": (d > 0).sum(1).astype(float)}
+    res["rmsd"] = np.array(rmsd)
+    return res
+
+
+def _check(stats, ref, diff: bool):
+    for gi, g in enumerate(("chosen", "rejected")):
+        assert stats.act.count[gi] == ref[g]["n"]
+        for m in ("sum", "abs_sum", "sq_sum"):
+            np.testing.assert_allclose(getattr(stats.act, m)[gi], ref[g][m], rtol=1e-5, atol=1e-6, err_msg=f"{g} {m}")
+        # a > 0 is a hard threshold: a value within float noise of 0 may flip between batched and single runs
+        assert np.abs(stats.act.pos_count[gi] - ref[g]["pos_count"]).max() <= 1
+        if diff:
+            for m in ("sum", "abs_sum", "sq_sum"):
+                np.testing.assert_allclose(getattr(stats.diff, m)[gi], ref[g]["diff"][m], rtol=1e-4, atol=1e-6,
+                                           err_msg=f"diff {g} {m}")
+    assert stats.rmsd_pairs == len(ref["rmsd"])
+    np.testing.assert_allclose(stats.rmsd_sum, ref["rmsd"].sum(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(stats.rmsd_sq_sum, (ref["rmsd"] ** 2).sum(0), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("backbone,site", [(b, "act") for b in BACKBONES] + [("tiny-llama", "down_in")])
+def test_streaming_equals_brute_force_with_change(backbone, site):
+    model, tok = build_reward_model(backbone, seed=0)
+    _perturbed(model)
+    base, _ = build_reward_model(backbone, seed=0)
+    pairs = _pairs()
+    scorer = RewardScorer(model, tok, ScorerConfig(batch_size=3, progress=False, device="cpu"))
+    stats, scores = collect_stats(scorer, pairs, site=site, base_model=base, chunk_pairs=4)
+    ref = _brute_force(model, tok, pairs, site, base)
+    _check(stats, ref, diff=True)
+    assert stats.diff is not None and np.abs(stats.diff.sq_sum).sum() > 0
+    assert stats.texts.tolist() == [len(pairs), len(pairs)]
+    # the scores come from the same pass and equal a plain scoring call
+    plain = scorer.score([t for p in pairs for t in p]).reshape(-1, 2)
+    np.testing.assert_allclose(scores, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_padding_does_not_leak():
+    """Batch size must not matter: 1 text per batch (no padding) vs. all texts in one batch."""
+    model, tok = build_reward_model("tiny-llama", seed=0)
+    pairs = _pairs()
+    out = []
+    for bs in (1, 64):
+        scorer = RewardScorer(model, tok, ScorerConfig(batch_size=bs, progress=False, device="cpu"))
+        stats, _ = collect_stats(scorer, pairs, chunk_pairs=100)
+        out.append(stats)
+    lengths = [len(i) for i in encode(tok, [t for p in pairs for t in p])]
+    assert max(lengths) > 8 * min(lengths)
+    np.testing.assert_array_equal(out[0].act.count, out[1].act.count)
+    for m in ("sum", "abs_sum", "sq_sum"):
+        np.testing.assert_allclose(getattr(out[0].act, m), getattr(out[1].act, m), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[0].rmsd_sum, out[1].rmsd_sum, rtol=1e-5)
+
+
+def test_recorder_as_plain_observer_uses_tags():
+    """Without plan(): one count per batch row, in the group its tag names; no RMSD."""
+    model, tok = build_reward_model("tiny-gpt2", seed=0)
+    scorer = RewardScorer(model, tok, ScorerConfig(batch_size=2, progress=False, device="cpu"))
+    texts = ["a b c", "a much longer text than the first one", "mid length"]
+    rec = NeuronStatsRecorder(model)
+    with rec:
+        scorer.score(texts, observers=[rec], tags=["chosen", "rejected", "chosen"])
+    stats = rec.result()
+    lengths = [len(i) for i in encode(tok, texts)]
+    assert stats.act.count.tolist() == [lengths[0] + lengths[2], lengths[1]]
+    assert stats.rmsd_pairs == 0
+    assert all(not m._forward_hooks for m in model.modules())  # hooks removed on exit
+
+
+def test_memory_does_not_grow_with_examples():
+    """Nothing per text survives a call; the pending per-text means are bounded by one chunk."""
+    model, tok = build_reward_model("tiny-llama", seed=0)
+    scorer = RewardScorer(model, tok, ScorerConfig(batch_size=4, progress=False, device="cpu"))
+    rec = NeuronStatsRecorder(model)
+    pending = []
+    orig = rec.after_batch
+
+    def spy(batch, scores):
+        orig(batch, scores)
+        pending.append(len(rec._plan._means))
+
+    rec.after_batch = spy  # type: ignore[method-assign]
+    pairs = [(f"chosen text {i} " * (1 + i % 5), f"rejected {i}") for i in range(40)]
+    with rec:
+        for start in range(0, 40, 10):
+            chunk = pairs[start:start + 10]
+            texts = [t for p in chunk for t in p]
+            rec.plan(texts, ["chosen", "rejected"] * len(chunk), [(2 * k, 2 * k + 1) for k in range(len(chunk))])
+            scorer.score(texts, observers=[rec], tags=["chosen", "rejected"] * len(chunk))
+            assert not rec._plan._means  # every pair completed and freed
+            rec.finish_call()
+    assert max(pending) <= 10 and rec._batch is None
+    assert rec.result().rmsd_pairs == 40
+
+
+def test_save_load_roundtrip_and_merge(tmp_path):
+    model, tok = build_reward_model("tiny-bert", seed=0)
+    scorer = RewardScorer(model, tok, ScorerConfig(batch_size=4, progress=False, device="cpu"))
+    pairs = _pairs()
+    a, _ = collect_stats(scorer, pairs[:3], meta={"rm": "x", "data": "y"})
+    b, _ = collect_stats(scorer, pairs[3:])
+    whole, _ = collect_stats(scorer, pairs)
+    merged = a.merge(b)
+    np.testing.assert_allclose(merged.act.sum, whole.act.sum, rtol=1e-6, atol=1e-7)
+    assert merged.rmsd_pairs == whole.rmsd_pairs == len(pairs)
+    scores = np.arange(a.layers * a.neurons, dtype=float).reshape(a.layers, a.neurons)
+    path = save_stats(tmp_path / "s.npz", a, scores, {"method": "magnitude", "pool": "all", "seed": 0})
+    back, back_scores = load_stats(path)
+    assert back.meta["rm"] == "x" and back.meta["scores"]["method"] == "magnitude"
+    assert back.groups == ["chosen", "rejected"] and back.diff is None
+    np.testing.assert_array_equal(back.act.sq_sum, a.act.sq_sum)
+    np.testing.assert_array_equal(back_scores, scores)
+    assert back.rmsd() == a.rmsd()
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_bad_stats_file_is_one_line_error(tmp_path):
+    from rmtension.errors import RmtensionError
+
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not a zip")
+    with pytest.raises(RmtensionError, match="bad.npz: not a neuron statistics file"):
+        load_stats(bad)
+    with pytest.raises(RmtensionError, match="does not exist"):
+        load_stats(tmp_path / "missing.npz")
