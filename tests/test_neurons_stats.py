@@ -158,17 +158,17 @@ def test_memory_does_not_grow_with_examples():
         pending.append(len(rec._plan._means))
 
     rec.after_batch = spy  # type: ignore[method-assign]
-    pairs = [(f"chosen text {i} " * (1 + i % 5), f"rejected {i}") for i in range(40)]
+    pairs = [(f"chosen text {i} " * (1 + i % 5), f"rejected {i}") for i in range(24)]
     with rec:
-        for start in range(0, 40, 10):
-            chunk = pairs[start:start + 10]
+        for start in range(0, 24, 6):
+            chunk = pairs[start:start + 6]
             texts = [t for p in chunk for t in p]
             rec.plan(texts, ["chosen", "rejected"] * len(chunk), [(2 * k, 2 * k + 1) for k in range(len(chunk))])
             scorer.score(texts, observers=[rec], tags=["chosen", "rejected"] * len(chunk))
             assert not rec._plan._means  # every pair completed and freed
             rec.finish_call()
-    assert max(pending) <= 10 and rec._batch is None
-    assert rec.result().rmsd_pairs == 40
+    assert max(pending) <= 6 and rec._batch is None
+    assert rec.result().rmsd_pairs == 24
 
 
 def test_save_load_roundtrip_and_merge(tmp_path):
@@ -201,3 +201,22 @@ def test_bad_stats_file_is_one_line_error(tmp_path):
         load_stats(bad)
     with pytest.raises(RmtensionError, match="does not exist"):
         load_stats(tmp_path / "missing.npz")
+
+
+def test_bf16_autocast_runs_rm_and_base_alike_and_truncation_is_counted():
+    model, tok = build_reward_model("tiny-gpt2", seed=0)
+    base, _ = build_reward_model("tiny-gpt2", seed=0)
+    pairs = _pairs()[:3]
+    ref, _ = collect_stats(RewardScorer(model, tok, ScorerConfig(batch_size=4, progress=False, device="cpu")), pairs,
+                           base_model=base)
+    low, _ = collect_stats(RewardScorer(model, tok, ScorerConfig(batch_size=4, progress=False, device="cpu",
+                                                                 dtype="bfloat16")), pairs, base_model=base)
+    # identical weights → the change is exactly zero when both models run under the same autocast
+    assert np.abs(low.diff.sum).max() == 0 and np.abs(ref.diff.sum).max() == 0
+    np.testing.assert_allclose(low.act.sum, ref.act.sum, rtol=0.05, atol=0.05 * np.abs(ref.act.sum).max())
+    assert ref.meta["truncated_texts"] == 0
+    cut, _ = collect_stats(RewardScorer(model, tok, ScorerConfig(batch_size=4, progress=False, device="cpu",
+                                                                 max_length=40)), pairs)
+    assert cut.meta["truncated_texts"] > 0 and cut.act.count.max() <= 40 * len(pairs)
+    with pytest.raises(ValueError, match="separate model"):
+        NeuronStatsRecorder(model, base_model=model)

@@ -21,7 +21,7 @@ OPS = ("shared", "a-only", "b-only", "union")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("neurons", help="score, select, compare and combine objective-oriented neurons",
                        description="Stage 4 of the study: per-neuron statistics of an RM on preference data, "
-                       "top-k%% selection, overlap between neuron sets, and set algebra for ablation.")
+                       "top-k% selection, overlap between neuron sets, and set algebra for ablation.")
     nsub = p.add_subparsers(dest="neurons_command", metavar="SUBCOMMAND")
     nsub.required = True
     _add_score(nsub)
@@ -97,7 +97,7 @@ def run_score(args: argparse.Namespace) -> int:
 def _add_select(nsub) -> None:
     s = nsub.add_parser(
         "select", help="keep the top K%% neurons of a score file as a neuron-set file",
-        description="Select the neurons with the highest scores: top K%% over all layers × neurons at once "
+        description="Select the neurons with the highest scores: top K% over all layers × neurons at once "
         "(the paper) or within each layer (--per-layer). Ties go to the lower layer, then the lower index.")
     s.add_argument("--scores", required=True, help="score file from `rmtension neurons score`")
     s.add_argument("--top-percent", type=float, default=10.0, help="K (default 10)")

@@ -11,8 +11,9 @@ recorder's hooks fire inside that forward and reduce each layer's activations at
   times activations (tokens × neurons) — so nothing larger than one batch is ever held, and the
   memory does not grow with the number of texts;
 * the base model (for the change score) runs in ``before_batch`` on the identical ``Batch``;
-  its activations at real tokens are held for that one batch only and consumed layer by layer
-  as the RM's forward reaches the same layer;
+  its activations at real tokens (float32, tokens × layers × neurons of that one batch) are
+  held until the RM's forward reaches the same layer, then dropped — lower ``--batch-size`` if
+  that does not fit;
 * per-text mean vectors are kept only until the text's pair partner has been seen. Pairs are fed
   in chunks (``collect_stats``), so at most one chunk's means are pending.
 
@@ -53,11 +54,16 @@ class _Accumulator:
         self.t = {m: torch.zeros((groups, layers, neurons), dtype=torch.float64, device=device) for m in MOMENTS}
 
     def add(self, layer: int, weights: torch.Tensor, tok: torch.Tensor) -> None:
-        """weights: (G, n_tok) float64; tok: (n_tok, N) float64."""
-        self.t["sum"][:, layer] += weights @ tok
-        self.t["abs_sum"][:, layer] += weights @ tok.abs()
-        self.t["sq_sum"][:, layer] += weights @ tok.square()
-        self.t["pos_count"][:, layer] += weights @ (tok > 0).to(torch.float64)
+        """weights: (G, n_tok) float64; tok: (n_tok, N) float64, both on the activations' device.
+
+        The products land on the accumulators' device (a no-op unless the model is split
+        across devices, where later layers live elsewhere).
+        """
+        dev = self.t["sum"].device
+        self.t["sum"][:, layer] += (weights @ tok).to(dev)
+        self.t["abs_sum"][:, layer] += (weights @ tok.abs()).to(dev)
+        self.t["sq_sum"][:, layer] += (weights @ tok.square()).to(dev)
+        self.t["pos_count"][:, layer] += (weights @ (tok > 0).to(torch.float64)).to(dev)
 
     def to_moments(self, groups: list[str], count: np.ndarray) -> Moments:
         return Moments(list(groups), count.copy(), *(self.t[m].cpu().numpy() for m in MOMENTS))
@@ -316,6 +322,7 @@ def collect_stats(scorer, pairs: Sequence[tuple[str, str]], *, site: str = "act"
     rec = NeuronStatsRecorder(scorer.model, site=site, base_model=base_model, autocast=scorer.config.dtype)
     scores = np.empty((len(pairs), 2))
     step = max(1, int(chunk_pairs))
+    truncated = 0
     with rec:
         for start in range(0, len(pairs), step):
             chunk = pairs[start:start + step]
@@ -325,5 +332,7 @@ def collect_stats(scorer, pairs: Sequence[tuple[str, str]], *, site: str = "act"
             s = scorer.score(texts, observers=[rec], tags=tags,
                              desc=f"neuron stats {start + len(chunk)}/{len(pairs)}")
             rec.finish_call()
+            truncated += scorer.last_report.truncated
             scores[start:start + len(chunk)] = s.reshape(-1, 2)
-    return rec.result(meta), scores
+    # texts over the length limit were cut from the left (the scorer's rule): counted, not hidden
+    return rec.result({**(meta or {}), "truncated_texts": truncated}), scores

@@ -220,7 +220,11 @@ def thirds(n_layers: int) -> list[tuple[str, int, int]]:
 
 
 def location(s: NeuronSet) -> dict[str, dict[str, Any]]:
-    """Count and share of the set's neurons in each third of the layers."""
+    """Count and share of the set's neurons in each third of the layers.
+
+    ``layers`` is the inclusive [first, last] layer range of the third ([] when it is empty);
+    ``share`` is count / |set| (None for an empty set).
+    """
     counts = s.per_layer()
     n = len(s)
     out = {}

@@ -260,6 +260,9 @@ def hook_sites(model: nn.Module, site: str, fn: SiteFn, *, layers: Iterable[int]
     ``activations`` is the (batch, seq, neurons) tensor as the model computes it (its dtype under
     autocast). If ``fn`` returns a tensor of the same shape, it replaces the activations for the
     rest of the forward pass. Yields the ``ModelSites`` description.
+
+    Hooks compose in installation order: a recorder installed inside an ablation's ``with``
+    block sees the ablated activations; one installed outside (earlier) sees the originals.
     """
     ms = sites or model_sites(model)
     chosen = range(ms.n_layers) if layers is None else sorted(set(int(i) for i in layers))
