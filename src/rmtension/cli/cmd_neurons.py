@@ -52,7 +52,9 @@ def _add_score(nsub) -> None:
                    help="act = activation-function output (the paper); down_in = input of the down projection "
                    "(act(gate)*up for gated MLPs; the same as act for GPT-2/BERT)")
     s.add_argument("--pool", default="all", choices=POOLS, help="tokens scored: all (default), chosen or rejected texts")
-    s.add_argument("--max-pairs", type=int, help="use the first N pairs")
+    s.add_argument("--max-pairs", type=int, help="use at most N pairs (a seeded hashed sample over all subsets)")
+    s.add_argument("--split", choices=("all", "train", "heldout"), default="all",
+                   help="score only one side of the prompt-hash train/held-out split (default: all pairs)")
     s.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
     s.add_argument("--max-length", type=int, help="cut longer texts from the left (default: the model's limit)")
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -73,7 +75,7 @@ def run_score(args: argparse.Namespace) -> int:
     from rmtension.neurons.stats import save_stats
 
     req = ScoreRequest(rm=args.rm, data=args.data, method=args.method, site=args.site, pool=args.pool,
-                       data_dir=args.data_dir, max_pairs=args.max_pairs, batch_size=args.batch_size,
+                       data_dir=args.data_dir, max_pairs=args.max_pairs, split=args.split, batch_size=args.batch_size,
                        max_length=args.max_length, dtype=args.dtype, device=args.device, seed=args.seed,
                        with_change=args.with_change, base=args.base, chunk_pairs=args.chunk_pairs,
                        progress=args.progress)

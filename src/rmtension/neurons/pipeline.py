@@ -32,6 +32,8 @@ class ScoreRequest:
     pool: str = "all"
     data_dir: str | None = None
     max_pairs: int | None = None
+    split: str = "all"  # all | train | heldout: side of the prompt-hash split (see rmtension.data.split)
+    sample_seed: int = 0  # which max_pairs pairs: a seeded hash sample over the whole source
     batch_size: int = 16
     max_length: int | None = None
     dtype: str = "float32"
@@ -54,6 +56,23 @@ def _base_model(req: ScoreRequest, info: dict[str, Any]):
     return model, str(backbone)
 
 
+def _select_pairs(pairs: list, req: ScoreRequest) -> list:
+    """The pairs to score: one side of the prompt-hash split, then a seeded hashed sample.
+
+    A hashed sample (not the first N) keeps every subset of a bundle represented: the first N
+    pairs of ``hh-rlhf:mixed`` would all be helpful-base.
+    """
+    from rmtension.data.split import split_pairs
+    from rmtension.training.data import sample_pairs
+
+    if req.split not in ("all", "train", "heldout"):
+        raise RmtensionError(f"split must be all, train or heldout, got {req.split!r}")
+    if req.split != "all":
+        train, held = split_pairs(pairs)
+        pairs = train if req.split == "train" else held
+    return sample_pairs(pairs, req.max_pairs, req.sample_seed)
+
+
 def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
     """Statistics (with metadata) and the requested method's (layers, neurons) scores."""
     from rmtension.data.sources import load_preferences
@@ -64,7 +83,7 @@ def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
     check_site(req.site)
     needs_base(req.method)  # unknown method names fail before any model is loaded
     data = load_preferences(req.data, req.data_dir)  # bad data fails before a model is loaded
-    pairs = data.pairs if req.max_pairs is None else data.pairs[: max(0, req.max_pairs)]
+    pairs = _select_pairs(data.pairs, req)
     if not pairs:
         raise RmtensionError(f"{req.data} holds no usable preference pairs")
     model, tokenizer, info = load_reward_model(req.rm)
@@ -80,6 +99,7 @@ def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
         "rm": info.get("path", str(Path(req.rm).resolve())), "backbone": info.get("backbone"),
         "objective": info.get("objective"), "rm_seed": info.get("seed"), "template": template,
         "data": req.data, "data_files": list(data.files), "pairs": len(pairs), "pairs_available": len(data.pairs),
+        "split": req.split, "sample_seed": req.sample_seed,
         "base": base_name, "dtype": req.dtype, "max_length": scorer.max_length,
     }
     stats, pair_scores = collect_stats(scorer, texts, site=req.site, base_model=base, chunk_pairs=req.chunk_pairs,
