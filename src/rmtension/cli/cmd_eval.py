@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
+from typing import Iterator
 
 from rmtension.bench.groups import load_group_overrides
 from rmtension.bench.loaders import BENCHMARKS, load_benchmark, subsample
@@ -25,6 +26,21 @@ def add_scorer_options(p: argparse.ArgumentParser) -> None:
 def scorer_config(args: argparse.Namespace) -> ScorerConfig:
     return ScorerConfig(batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
                         device=args.device, progress=not args.no_progress)
+
+
+@contextlib.contextmanager
+def quiet_model_loading() -> Iterator[None]:
+    """Hide transformers' per-load "Loading weights" bar: loading an RM folder is quick, and the
+    bar would bury this command's own output (and a one-line error) under progress noise."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +72,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.groups:
         load_group_overrides(args.groups)
     benches = [subsample(load_benchmark(b, args.data_dir), args.max_items, args.sample_seed) for b in args.bench]
-    model, tokenizer, info = load_reward_model(args.rm)
+    with quiet_model_loading():
+        model, tokenizer, info = load_reward_model(args.rm)
     template = args.template or info.get("template", "hh")
     ablation_ctx = contextlib.nullcontext()
     ablation_meta = None

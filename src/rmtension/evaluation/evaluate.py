@@ -8,9 +8,7 @@ rejected score and the item's correctness).
 
 from __future__ import annotations
 
-
 import json
-
 import os
 import tempfile
 import time
@@ -20,7 +18,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from rmtension.bench.types import METRIC_PAIRWISE, METRIC_STRICT, Benchmark, BenchItem
+from rmtension.bench.types import GROUPS, METRIC_PAIRWISE, METRIC_STRICT, Benchmark, BenchItem
+from rmtension.errors import RmtensionError
 from rmtension.evaluation.aggregate import group_means, rewardbench2_overall, rewardbench_overall, rewardbench_section_scores
 from rmtension.evaluation.metrics import SubsetScore, jsonable, rm_bench_summary, score_items, strict_correct
 from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
@@ -88,6 +87,22 @@ def score_benchmarks(scorer: RewardScorer, benchmarks: Sequence[Benchmark], temp
     return out
 
 
+def _check_subset(bench: str, subset: str, items: Sequence[BenchItem]) -> None:
+    """Item ids unique and one group per subset: items.jsonl rows are keyed by (benchmark, subset,
+    id), and a subset's group decides which group mean it enters, so either ambiguity would make
+    numbers that cannot be recomputed from the files."""
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise RmtensionError(f"benchmark {bench!r}, subset {subset!r}: item id {item.id!r} occurs more than "
+                                 "once; ids must be unique within a subset")
+        seen.add(item.id)
+    groups = sorted({item.group for item in items})
+    if len(groups) > 1:
+        raise RmtensionError(f"benchmark {bench!r}, subset {subset!r} mixes groups {', '.join(groups)}; "
+                             "give every item of a subset the same group (or split the subset)")
+
+
 def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[float]]]) -> tuple[dict, list[dict]]:
     """Apply each subset's metric; return the benchmark's results entry and its item rows."""
     by_subset: dict[str, list[int]] = {}
@@ -99,6 +114,7 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
     groups: dict[str, str] = {}
     for subset, idx in by_subset.items():
         items = [bench.items[k] for k in idx]
+        _check_subset(bench.name, subset, items)
         chosen = [scores[k][0] for k in idx]
         rejected = [scores[k][1] for k in idx]
         metric = bench.metric_for(subset)
@@ -120,7 +136,11 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
                                  "items": len(bench.items)}
     if base in AGGREGATES:
         aggregate.update(AGGREGATES.get(base)(subset_scores))
-    entry = {"subsets": subsets_out, "groups": group_means(plain, groups), "aggregate": aggregate,
+    means = group_means(plain, groups)
+    # Both groups always appear (null when the benchmark has no subset of that group), so readers
+    # can index results["benchmarks"][b]["groups"]["harmless"] without guarding.
+    group_out = {g: means.get(g, float("nan")) for g in GROUPS} | {g: v for g, v in means.items() if g not in GROUPS}
+    entry = {"subsets": subsets_out, "groups": group_out, "aggregate": aggregate,
              "files": list(bench.files), "notes": list(bench.notes)}
     return jsonable(entry), rows
 
@@ -129,7 +149,7 @@ def evaluate(model, tokenizer, benchmarks: Sequence[Benchmark], template: str = 
              scorer_config: ScorerConfig | None = None) -> EvalResult:
     """Score ``benchmarks`` with one RM (under whatever hooks are active on ``model``)."""
     scorer = RewardScorer(model, tokenizer, scorer_config)
-    t0 = time.time()
+    t0 = time.perf_counter()
     all_scores = score_benchmarks(scorer, benchmarks, template)
     results: dict[str, Any] = {"benchmarks": {}}
     items: list[dict] = []
@@ -140,9 +160,18 @@ def evaluate(model, tokenizer, benchmarks: Sequence[Benchmark], template: str = 
     rep = scorer.last_report
     results["scoring"] = {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated,
                           "tokens": rep.tokens, "padded_tokens": rep.padded_tokens, "batches": rep.batches,
-                          "max_length": scorer.max_length, "dtype": scorer.config.dtype,
-                          "seconds": round(time.time() - t0, 3)}
+                          "batch_size": scorer.config.batch_size, "max_length": scorer.max_length,
+                          "dtype": scorer.config.dtype, "device": str(scorer.device),
+                          "scoring_seconds": round(rep.seconds, 3),
+                          "seconds": round(time.perf_counter() - t0, 3)}
+    results["version"] = _version()
     return EvalResult(results, items)
+
+
+def _version() -> str:
+    import rmtension
+
+    return str(getattr(rmtension, "__version__", "unknown"))
 
 
 # ----------------------------------------------------------------------------- files
