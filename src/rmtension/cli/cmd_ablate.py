@@ -1,0 +1,135 @@
+"""``rmtension ablate``: evaluate an RM under many neuron ablations at once (a sweep), or an ablation curve.
+
+Sets come from neuron-set files (``--sets``), size-matched random controls of set files
+(``--random-like`` × ``--seeds``), and top-k% curves of score files (``--scores`` × ``--k``, for
+the file's method or ``--methods``). All of them are evaluated in one sweep that shares the
+tokenisation, the batches, the unablated baseline and the layers below each set's lowest ablated
+layer (see ``rmtension.ablation.sweep``). Output layout: ``rmtension.ablation.report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rmtension.bench.loaders import BENCHMARKS
+from rmtension.cli.cmd_eval import add_scorer_options, scorer_config
+from rmtension.cli.common import add_data_dir, add_json, print_json
+
+
+def _seeds(text: str) -> list[int]:
+    from rmtension.errors import RmtensionError
+
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise RmtensionError(f"--seeds expects comma-separated integers like 0,1,2, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ablate", help="evaluate an RM with neuron sets ablated (sweeps, random controls, curves over k)",
+        description="Evaluate a reward model unablated and with each neuron set ablated (zero, mean or scale), "
+        "sharing the work the sets have in common, and write OUT/baseline, OUT/sets/NAME (results.json + "
+        "items.jsonl each, as `rmtension eval`), OUT/sweep.json and OUT/sweep.csv (per set and subset: score "
+        "and delta vs. the baseline).")
+    p.add_argument("--rm", required=True, help="RM folder (from `rmtension train`)")
+    p.add_argument("--bench", action="append", required=True, metavar="NAME_OR_FILE",
+                   help=f"benchmark: {', '.join(BENCHMARKS.names())} (optionally NAME:subset,subset) or a generic "
+                   "benchmark file; repeat for several")
+    p.add_argument("--out", required=True, help="output folder")
+    g = p.add_argument_group("neuron sets (at least one source)")
+    g.add_argument("--sets", nargs="+", default=[], metavar="FILE", help="neuron-set files (`rmtension neurons select`)")
+    g.add_argument("--random-like", action="append", default=[], metavar="FILE",
+                   help="add size-matched random sets like this set file, one per --seeds entry (repeatable)")
+    g.add_argument("--seeds", default="0", help="seeds of the random sets, comma-separated (default 0)")
+    g.add_argument("--random-match", choices=("per-layer", "total"), default="per-layer",
+                   help="random sets keep the count of every layer (default) or only the total")
+    g.add_argument("--scores", action="append", default=[], metavar="SCORES_FILE",
+                   help="curve mode: a score file from `rmtension neurons score`; one set per --k entry (repeatable)")
+    g.add_argument("--k", default="0,5,10,20,30", help="curve mode: top-k%% values (default 0,5,10,20,30)")
+    g.add_argument("--methods", default=None,
+                   help="curve mode: score methods to select by, comma-separated (default: each file's own; "
+                   "random uses --seeds; change needs statistics recorded with the base model)")
+    g.add_argument("--per-layer", action="store_true", help="curve mode: top k%% of every layer instead of overall")
+    a = p.add_argument_group("ablation")
+    a.add_argument("--mode", choices=("zero", "mean", "scale"), default="zero",
+                   help="zero (default, the paper), mean (replace by the mean from --means) or scale (by --factor)")
+    a.add_argument("--factor", type=float, default=None, help="scale mode: multiply the activations by this")
+    a.add_argument("--means", default=None, metavar="STATS_FILE",
+                   help="mean mode: statistics file (`rmtension neurons score`) whose per-neuron means replace them")
+    a.add_argument("--means-pool", choices=("all", "chosen", "rejected"), default="all",
+                   help="mean mode: tokens the means are taken over (default all)")
+    a.add_argument("--no-share", action="store_true",
+                   help="run every set as a full forward pass (for checking the shared-work sweep)")
+    p.add_argument("--max-items", type=int, default=None, metavar="N",
+                   help="at most N items per subset (a seeded, stable sample)")
+    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--template", default=None, help="override the RM's text template (default: its record's)")
+    p.add_argument("--groups", default=None, metavar="FILE", help="JSON/YAML {subset: helpful|harmless} overrides")
+    add_data_dir(p)
+    add_scorer_options(p)
+    add_json(p)
+    p.set_defaults(func=run_ablate)
+
+
+def _named_sets(args: argparse.Namespace) -> list:
+    from rmtension.ablation.plan import curve_sets, parse_k_list, random_controls, sets_from_files, unique_names
+    from rmtension.errors import RmtensionError
+
+    if not (args.sets or args.random_like or args.scores):
+        raise RmtensionError("no neuron sets to ablate: give --sets FILE..., --random-like FILE or --scores FILE")
+    seeds = _seeds(args.seeds)
+    named = sets_from_files(args.sets)
+    named += random_controls(args.random_like, seeds, args.random_match)
+    if args.scores:
+        ks = parse_k_list(args.k)
+        methods = [m for m in args.methods.split(",") if m] if args.methods else None
+        for f in args.scores:
+            curve = curve_sets(f, ks, methods, seeds, args.per_layer)
+            prefix = f"{Path(f).stem}:" if len(args.scores) > 1 else ""
+            named += [(prefix + n, s) for n, s in curve]
+    return unique_names(named)
+
+
+def run_ablate(args: argparse.Namespace) -> int:
+    from rmtension.ablation.ablate import prepare
+    from rmtension.ablation.report import write_sweep
+    from rmtension.ablation.sweep import sweep
+    from rmtension.bench.groups import load_group_overrides
+    from rmtension.bench.loaders import load_benchmark, subsample
+    from rmtension.models.reward_model import load_reward_model
+    from rmtension.neurons.sites import model_sites
+
+    if args.groups:
+        load_group_overrides(args.groups)
+    named = _named_sets(args)  # set files fail before any model or benchmark is loaded
+    benches = [subsample(load_benchmark(b, args.data_dir), args.max_items, args.sample_seed) for b in args.bench]
+    model, tokenizer, info = load_reward_model(args.rm)
+    template = args.template or info.get("template", "hh")
+    ms = model_sites(model)
+    ablations = [prepare(ms, s, args.mode, factor=args.factor, means=args.means, means_pool=args.means_pool, name=n)
+                 for n, s in named]
+    result = sweep(model, tokenizer, benches, ablations, template=template, scorer_config=scorer_config(args),
+                   share=not args.no_share)
+    rm = {"path": str(Path(args.rm).resolve()), "template": template,
+          **{k: info.get(k) for k in ("backbone", "objective", "seed") if k in info}}
+    for r in [result.baseline] + [sr.result for sr in result.sets]:
+        r.results["rm"] = rm
+    write_sweep(args.out, result, {"rm": rm, "mode": args.mode, "factor": args.factor, "means": args.means,
+                                   "benchmarks": [b.name for b in benches], "architecture": ms.describe()})
+    st = result.stats
+    if args.json:
+        print_json({"out": args.out, "sets": len(ablations), "sharing": st.to_dict()})
+        return 0
+    print(f"baseline + {len(ablations)} sets on {', '.join(b.name for b in benches)}: {st.layer_forwards} of "
+          f"{st.layer_forwards_separate} layer forwards of separate runs (work ratio {st.work_ratio:.2f}), {st.seconds:.1f}s")
+    for sr in result.sets:
+        d = sr.result.results["delta_vs_baseline"]
+        parts = []
+        for bname, e in d.items():
+            g = ", ".join(f"{k} {v:+.3f}" for k, v in e["groups"].items() if v is not None)
+            parts.append(f"{bname}: {g or 'n/a'} (lost {e['items_lost']}, gained {e['items_gained']})")
+        print(f"  {sr.ablation.name:32s} {sr.ablation.count:7d} neurons  " + "; ".join(parts))
+    print(f"wrote {Path(args.out) / 'sweep.json'}, sweep.csv, baseline/ and sets/")
+    return 0
