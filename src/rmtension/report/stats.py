@@ -1,0 +1,128 @@
+"""Numbers as the report shows them: mean ± std over seeds, and one formatting rule per kind.
+
+Why one module: every table and caption must format the same kind of number the same way
+(accuracies as percentages with one decimal, deltas as signed percentage points, missing numbers
+as "—"), and a reader must be able to see when a mean rests on fewer seeds than the others.
+
+Mean ± std over seeds skips missing (``null``/NaN) values and counts only the present ones in
+``n``; the tables then mark a cell whose ``n`` is below the table's largest ``n``, so a missing
+seed stays visible instead of silently shrinking the sample. The std is the sample std (ddof=1),
+as in :func:`rmtension.evaluation.aggregate.mean_std`; it is undefined (shown as nothing) for n = 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+DASH = "—"
+
+
+def as_float(value: Any) -> float:
+    """``value`` as a float, NaN for ``None``, NaN, booleans and anything that is not a number."""
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def present(value: Any) -> bool:
+    """Whether ``value`` is a real, finite number."""
+    return math.isfinite(as_float(value))
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample std of one number over seeds; ``n`` = seeds that had the number."""
+
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def missing(self) -> bool:
+        return self.n == 0 or not math.isfinite(self.mean)
+
+
+def stat(values: Iterable[Any]) -> Stat:
+    """:class:`Stat` of the present values among ``values`` (``None``/NaN are skipped)."""
+    xs = [as_float(v) for v in values]
+    xs = [x for x in xs if math.isfinite(x)]
+    n = len(xs)
+    if n == 0:
+        return Stat(math.nan, math.nan, 0)
+    mean = sum(xs) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
+    return Stat(mean, std, n)
+
+
+# --------------------------------------------------------------------------- formatting
+
+# Formatting kinds: how a raw number in a column becomes text.
+#   pct   a fraction in [0, 1] shown as a percentage with one decimal (62.3)
+#   delta a difference of fractions shown as signed percentage points (+1.2, −3.4)
+#   num   a plain real number with three decimals (margins, Jaccard indices)
+#   count a count; integers as such, means of counts with one decimal
+#   secs  a duration in seconds with one decimal
+#   text  anything, as str
+KINDS = ("pct", "delta", "num", "count", "secs", "text")
+
+
+def fmt_value(value: Any, kind: str) -> str:
+    """One number (or text) as the report prints it; missing numbers are "—"."""
+    if kind == "text":
+        return DASH if value is None else str(value)
+    x = as_float(value)
+    if not math.isfinite(x):
+        return DASH
+    if kind == "pct":
+        return f"{100 * x:.1f}"
+    if kind == "delta":
+        s = f"{100 * x:+.1f}"
+        return s.replace("-", "−")
+    if kind == "num":
+        return f"{x:.3f}".replace("-", "−")
+    if kind == "count":
+        return f"{int(round(x))}" if abs(x - round(x)) < 1e-9 else f"{x:.1f}"
+    if kind == "secs":
+        return f"{x:.1f}"
+    raise ValueError(f"unknown format kind {kind!r}")
+
+
+def fmt_spread(value: float, kind: str) -> str:
+    """The ± part of a :class:`Stat`: unsigned, on the same scale as its mean."""
+    if kind in ("delta", "pct"):
+        return f"{100 * value:.1f}"
+    if kind in ("count", "secs"):
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def fmt_stat(s: Stat, kind: str, full_n: int | None = None) -> str:
+    """``mean ± std`` (no ± for one seed), with ``(n=…)`` when fewer seeds than ``full_n`` had it."""
+    if s.missing:
+        return DASH
+    text = fmt_value(s.mean, kind)
+    if s.n > 1 and math.isfinite(s.std):
+        text += f" ± {fmt_spread(s.std, kind)}"
+    if full_n is not None and s.n < full_n:
+        text += f" (n={s.n})"
+    return text
+
+
+def fmt_cell(value: Any, kind: str, full_n: int | None = None) -> str:
+    """Any table cell: a :class:`Stat` or a single value."""
+    if isinstance(value, Stat):
+        return fmt_stat(value, kind, full_n)
+    return fmt_value(value, kind)
+
+
+def fmt_k(k: Any) -> str:
+    """A top-k percentage as short text (10, 2.5), for labels and file names."""
+    x = as_float(k)
+    if not math.isfinite(x):
+        return DASH
+    return f"{x:g}"

@@ -1,0 +1,184 @@
+"""The report's tables, as pure functions from reduced data (:mod:`.aggregate`) to :class:`Table`.
+
+Why pure: a table is fully determined by the summary, so it can be tested without files, and the
+same object feeds the Markdown, the HTML and the CSV. Accuracies, retentions and shares are
+fractions in the cells (shown as percentages); deltas are differences of fractions (shown as
+percentage points); margins are raw reward units.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from rmtension.report.aggregate import (AblationGrid, AblationKey, AccuracyBlock, CalibrationRow, CurvePanel,
+                                        NeuronLayout, OverlapRow, RetentionRow)
+from rmtension.report.load import Entry
+from rmtension.report.model import Column, Table
+from rmtension.report.stats import fmt_k
+from rmtension.report.style import OBJECTIVES, THIRDS, ordered, seed_sort_key, slug
+
+
+def runs_table(runs: Sequence[Entry]) -> Table:
+    """One row per trained RM: how much data and how long it trained, and its held-out accuracy."""
+    cols = [Column("Backbone"), Column("RM"), Column("Seed"), Column("Pairs used", "count"), Column("Steps", "count"),
+            Column("Train loss", "num"), Column("Held-out accuracy (%)", "pct"), Column("Wall time (s)", "secs")]
+    obj_rank = {o: i for i, o in enumerate(OBJECTIVES)}
+    bbs = list(dict.fromkeys(str(r["backbone"]) for r in runs))
+    ordered_runs = sorted(runs, key=lambda r: (bbs.index(str(r["backbone"])), obj_rank.get(str(r["objective"]), 9),
+                                               str(r["objective"]), seed_sort_key(r["seed"])))
+    rows: list[list[Any]] = []
+    for r in ordered_runs:
+        t: Mapping[str, Any] = r["train"] if isinstance(r.get("train"), Mapping) else {}
+        rows.append([str(r["backbone"]), str(r["objective"]), str(r["seed"]), t.get("pairs_used"), t.get("steps"),
+                     t.get("train_loss"), t.get("heldout_accuracy"), t.get("wall_time_s")])
+    return Table("runs", "Trained reward models", cols, rows)
+
+
+def accuracy_table(block: AccuracyBlock) -> Table:
+    """Figure 2 / appendix tables: per task, each RM objective's accuracy, mean ± std over seeds."""
+    cols = [Column("Task"), Column("Group"), Column("Items", "count")]
+    cols += [Column(f"{o} RM (%)", "pct") for o in block.objectives]
+    rows = [[r.task, r.group, r.n_items] + [r.by_objective[o] for o in block.objectives] for r in block.rows]
+    seeds = ", ".join(f"{o} {n}" for o, n in block.seeds.items())
+    return Table(f"accuracy_{slug(block.backbone)}_{slug(block.bench)}",
+                 f"Accuracy on {block.bench} — {block.backbone}", cols, rows,
+                 note=f"Mean ± std over seeds (seeds trained: {seeds}). Group means are the benchmark's "
+                      "helpfulness- and harmlessness-oriented subset means.")
+
+
+def retention_table(backbone: str, rows: Sequence[RetentionRow]) -> Table:
+    """Table 1: share of the single RMs' correct items the mixed RM keeps, per task."""
+    cols = [Column("Task"), Column("Group"), Column("Items", "count"), Column("Retention (%)", "pct"),
+            Column("vs helpful RM (%)", "pct"), Column("vs harmless RM (%)", "pct"),
+            Column("|C_H ∪ C_A|", "count")]
+    body = [[r.task, r.group, r.n_items, r.retention, r.vs_helpful, r.vs_harmless, r.n_union] for r in rows]
+    return Table(f"retention_{slug(backbone)}", f"Behavioural retention — {backbone}", cols, body,
+                 note="Retention = |C_M ∩ (C_H ∪ C_A)| / |C_H ∪ C_A|; 'vs' columns use C_H or C_A alone. "
+                      "Group rows average the task retentions of each seed, then over seeds.")
+
+
+def calibration_table(rows: Sequence[CalibrationRow]) -> Table:
+    """Figure 3's numbers: margins of the single and the mixed RM on items both get right."""
+    cols = [Column("Backbone"), Column("Single RM"), Column("Items"), Column("Both right", "count"),
+            Column("Single mean margin", "num"), Column("Single median", "num"),
+            Column("Mixed mean margin", "num"), Column("Mixed median", "num"),
+            Column("Mixed margin smaller (%)", "pct")]
+    body = [[r.backbone, r.single, r.group, r.n, r.single_mean, r.single_median, r.mixed_mean, r.mixed_median,
+             r.share_mixed_smaller] for r in rows]
+    return Table("margins", "Reward margins where the single and the mixed RM are both right", cols, body,
+                 note="Margin = chosen score − rejected score (min chosen − max rejected for several responses); "
+                      "'Mixed margin smaller' = share of those items where the mixed RM's margin is below the single RM's.")
+
+
+def neuron_thirds_table(layouts: Sequence[NeuronLayout]) -> Table:
+    """Figure 4's summary: how many oriented neurons sit in the early, middle and late third of the layers."""
+    cols = [Column("Backbone"), Column("Method"), Column("Site"), Column("k (%)"), Column("RM"),
+            Column("Selected", "count"), Column("Of", "count")]
+    cols += [Column(t.capitalize(), "count") for t in THIRDS]
+    body = []
+    for lay in layouts:
+        for o in lay.selected:
+            body.append([lay.backbone, lay.method, lay.site, fmt_k(lay.k), o, lay.selected[o], lay.total]
+                        + [lay.thirds[o][t] for t in THIRDS])
+    return Table("neuron_thirds", "Where the oriented neurons sit (thirds of the layers)", cols, body,
+                 note="Counts of selected neurons (top k% of the score over all layers × neurons), mean ± std over seeds.")
+
+
+def neuron_layers_table(layouts: Sequence[NeuronLayout]) -> Table:
+    """Every layer's count of oriented neurons (the data behind Figure 4), for the CSV."""
+    cols = [Column("Backbone"), Column("Method"), Column("Site"), Column("k (%)"), Column("RM"), Column("Layer"),
+            Column("Selected", "count")]
+    body = [[lay.backbone, lay.method, lay.site, fmt_k(lay.k), o, str(i), s]
+            for lay in layouts for o, per in lay.per_layer.items() for i, s in enumerate(per)]
+    return Table("neuron_layers", "Oriented neurons per layer", cols, body, inline=False)
+
+
+def overlap_table(rows: Sequence[OverlapRow]) -> Table:
+    """Overlap of helpful and harmless neurons, and how much of them the mixed RM keeps."""
+    cols = [Column("Backbone"), Column("Method"), Column("k (%)"), Column("Helpful", "count"),
+            Column("Harmless", "count"), Column("Shared", "count"), Column("Helpful only", "count"),
+            Column("Harmless only", "count"), Column("Jaccard", "num"), Column("Overlap share (%)", "pct"),
+            Column("Mixed RM retention (%)", "pct")]
+    body = [[r.backbone, r.method, fmt_k(r.k), r.helpful, r.harmless, r.shared, r.helpful_only, r.harmless_only,
+             r.jaccard, r.overlap_share, r.mixed_retention] for r in rows]
+    return Table("overlap", "Helpful vs harmless neurons and the mixed RM's retention of them", cols, body,
+                 note="Mixed RM retention = |N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A|.")
+
+
+# --------------------------------------------------------------------------- ablation tables
+
+def _ablation_base(grid: AblationGrid) -> tuple[list[Column], list[list[Any]]]:
+    return [Column("Benchmark"), Column("Task"), Column("Group")], [[b, t, g] for b, t, g in grid.tasks]
+
+
+def _grid_suffix(grid: AblationGrid) -> str:
+    return f"{slug(grid.backbone)}_{slug(grid.method)}_k{slug(fmt_k(grid.k))}"
+
+
+def _sizes_note(grid: AblationGrid, keys: Sequence[AblationKey]) -> str:
+    parts = []
+    for key in keys:
+        s = grid.size[key]
+        if not s.missing:
+            parts.append(f"{key.label()}: {s.mean:.0f}")
+    return ("Neurons ablated (mean over seeds): " + "; ".join(parts) + ".") if parts else ""
+
+
+def _with_baselines(grid: AblationGrid, keys: Sequence[AblationKey], title: str, name: str, lead: str,
+                    extra: dict[AblationKey, AblationKey] | None = None) -> Table:
+    cols, rows = _ablation_base(grid)
+    rms = ordered((k.rm_objective for k in keys), OBJECTIVES)
+    for rm in rms:
+        first = next(k for k in keys if k.rm_objective == rm)
+        cols.append(Column(f"{rm} RM baseline (%)", "pct"))
+        for row, (b, t, _) in zip(rows, grid.tasks):
+            row.append(grid.effects[first][(b, t)].baseline)
+    for key in keys:
+        cols.append(Column(f"Δ {key.label()} (pp)", "delta"))
+        for row, (b, t, _) in zip(rows, grid.tasks):
+            row.append(grid.effects[key][(b, t)].delta)
+        if extra and key in extra:
+            other = extra[key]
+            cols.append(Column(f"Δ {other.label()} (pp)", "delta"))
+            for row, (b, t, _) in zip(rows, grid.tasks):
+                row.append(grid.effects[other][(b, t)].delta)
+    note = f"{lead} Δ = ablated − baseline in percentage points, mean ± std over seeds. " + _sizes_note(grid, keys)
+    return Table(f"{name}_{_grid_suffix(grid)}",
+                 f"{title} — {grid.backbone}, {grid.method} scores, k = {fmt_k(grid.k)}%", cols, rows, note=note.strip())
+
+
+def ablation_tables(grid: AblationGrid) -> dict[str, Table | None]:
+    """Tables 2–4 for one backbone × method × k: own neurons, the mixed RM's neuron subsets, random sets.
+
+    A table whose sets were not ablated in this study is ``None``.
+    """
+    own = [k for k in grid.keys if k.set == "own"]
+    subsets = [k for k in grid.keys if k.set not in ("own", "random")]
+    rand = [k for k in grid.keys if k.set == "random"]
+    matched: dict[AblationKey, AblationKey] = {}
+    for r in rand:
+        for k in grid.keys:
+            if k.set != "random" and r.random_of and k.set == r.random_of and k.rm_objective == r.rm_objective:
+                matched[r] = k
+    return {
+        "own": _with_baselines(grid, own, "Table 2: ablating each RM's own oriented neurons", "ablation_own",
+                               "Each RM with its own top-k neurons zeroed.") if own else None,
+        "subsets": _with_baselines(grid, subsets, "Table 3: ablating shared, helpful-only and harmless-only neurons",
+                                   "ablation_sets", "Shared = helpful ∩ harmless neurons; "
+                                   "helpful-only / harmless-only = the rest of each set.") if subsets else None,
+        "random": _with_baselines(grid, rand, "Table 4: size-matched random neurons", "ablation_random",
+                                  "Random sets of the same size as the named set, beside that set's own effect.",
+                                  extra=matched) if rand else None,
+    }
+
+
+def curves_table(panels: Sequence[CurvePanel]) -> Table:
+    """Every point of Figure 5 (long; CSV only)."""
+    cols = [Column("Backbone"), Column("RM"), Column("Benchmark"), Column("Group"), Column("Method"), Column("k (%)"),
+            Column("Score (%)", "pct")]
+    body: list[list[Any]] = []
+    for p in panels:
+        for c in p.curves:
+            for k, s in zip(c.ks, c.scores):
+                body.append([p.backbone, p.rm_objective, p.bench, p.group, c.method, fmt_k(k), s])
+    return Table("ablation_curves", "Ablation curves over k", cols, body, inline=False)
