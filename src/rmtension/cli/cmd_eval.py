@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from rmtension.bench.groups import load_group_overrides
 from rmtension.bench.loaders import BENCHMARKS, load_benchmark, subsample
@@ -75,8 +75,8 @@ def run_eval(args: argparse.Namespace) -> int:
     with quiet_model_loading():
         model, tokenizer, info = load_reward_model(args.rm)
     template = args.template or info.get("template", "hh")
-    ablation_ctx = contextlib.nullcontext()
-    ablation_meta = None
+    ablation_ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    ablation_meta: Any = None
     if args.ablate:
         from rmtension.ablation.ablate import ablation_from_file
 
