@@ -1,0 +1,166 @@
+"""Gathering finished steps into ``summary.json`` (the contract in docs/STUDY_FORMAT.md).
+
+Reading only files the steps wrote keeps the report independent of how the steps ran (one
+process, a SLURM array, several machines).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rmtension.study.pipeline import Plan
+
+HIST_BINS = 30
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _items(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _all_scores(rows: list[dict]) -> list[float]:
+    return [float(v) for r in rows for v in r["chosen_scores"] + r["rejected_scores"]]
+
+
+def _hist(before: list[float], after: list[float], bins: int = HIST_BINS) -> dict[str, Any]:
+    both = np.asarray(before + after, dtype=float)
+    if both.size == 0:
+        return {"bins": [], "before": [], "after": []}
+    lo, hi = float(both.min()), float(both.max())
+    if hi <= lo:
+        hi = lo + 1e-6
+    edges = np.linspace(lo, hi, bins + 1)
+    return {"bins": edges.tolist(), "before": np.histogram(before, edges)[0].tolist(),
+            "after": np.histogram(after, edges)[0].tolist()}
+
+
+def _ablation_entry(base: dict, abl: dict) -> dict[str, Any]:
+    """Per benchmark: per-subset score/baseline/delta and the same for the group means."""
+    out: dict[str, Any] = {}
+    for bench, entry in abl["benchmarks"].items():
+        b_entry = base["benchmarks"][bench]
+        subsets = {}
+        for sub, s in entry["subsets"].items():
+            b = b_entry["subsets"][sub]["score"]
+            subsets[sub] = {"group": s["group"], "score": s["score"], "baseline": b,
+                            "delta": None if s["score"] is None or b is None else s["score"] - b}
+        groups = {}
+        for g in ("helpful", "harmless"):
+            a, b = entry["groups"].get(g), b_entry["groups"].get(g)
+            groups[g] = {"score": a, "baseline": b, "delta": None if a is None or b is None else a - b}
+        out[bench] = {"subsets": subsets, "groups": groups}
+    return out
+
+
+def _ablation_rows(step, backbone: str, seed: int, rm_objective: str, method: str, k: float) -> list[dict]:
+    folder = step.folder
+    base = _read(folder / "baseline" / "results.json")
+    before = _all_scores(_items(folder / "baseline" / "items.jsonl"))
+    rows = []
+    for name in step.outcome().get("sets", {}):
+        res = _read(folder / name / "results.json")
+        after = _all_scores(_items(folder / name / "items.jsonl"))
+        meta = res.get("ablation") or {}
+        set_kind = "random" if name.startswith("random") else name
+        rows.append({"backbone": backbone, "seed": seed, "rm_objective": rm_objective, "set": set_kind,
+                     "name": name, "method": method, "k": k, "size": meta.get("count", meta.get("size")),
+                     "random_of": name.split("random-", 1)[1] if name.startswith("random-") else None,
+                     "benchmarks": _ablation_entry(base, res), "score_hist": _hist(before, after)})
+    return rows
+
+
+def _curve_rows(step, backbone: str, seed: int, rm_objective: str, methods: list[str], ks: list[float]) -> list[dict]:
+    folder = step.folder
+    base = _read(folder / "baseline" / "results.json")
+    results = {name: _read(folder / name / "results.json") for name in step.outcome().get("sets", {})}
+    rows = []
+    for bench, b_entry in base["benchmarks"].items():
+        for group in ("helpful", "harmless", "all"):
+            def pick(entry):
+                if group == "all":
+                    return entry["aggregate"].get("mean")
+                return entry["groups"].get(group)
+
+            if pick(b_entry) is None:
+                continue
+            for method in methods:
+                points = []
+                for k in ks:
+                    res = base if k == 0 else results.get(f"{method}-k{k:g}")
+                    if res is not None:
+                        points.append({"k": k, "score": pick(res["benchmarks"][bench])})
+                rows.append({"backbone": backbone, "seed": seed, "rm_objective": rm_objective, "method": method,
+                             "bench": bench, "group": group, "points": points})
+    return rows
+
+
+def summarise(plan: "Plan") -> dict[str, Any]:
+    cfg = plan.cfg
+    out: dict[str, Any] = {"runs": [], "retention": [], "calibration": [], "neurons": [], "overlap": [],
+                           "ablation": [], "curves": []}
+    for (b, o, s), tr in plan.train.items():
+        ev = plan.eval[(b, o, s)]
+        if not (tr.done() and ev.done()):
+            continue
+        t = tr.outcome()
+        res = _read(ev.folder / "results.json")
+        out["runs"].append({"backbone": b, "objective": o, "seed": s, "rm_dir": str(tr.folder / "rm"),
+                            "train": {"pairs_used": t.get("pairs_used"), "steps": t.get("steps"),
+                                      "train_loss": t.get("train_loss"), "heldout_accuracy": t.get("heldout_accuracy"),
+                                      "wall_time_s": t.get("wall_time_s")},
+                            "eval": res["benchmarks"], "items_file": str(ev.folder / "items.jsonl")})
+    for (b, o, s), nr in plan.neurons.items():
+        if not nr.done():
+            continue
+        for method, info in nr.outcome().items():
+            per_layer = info["per_layer"]
+            out["neurons"].append({"backbone": b, "objective": o, "seed": s, "method": method, "site": cfg.neurons.site,
+                                   "k": cfg.neurons.k, "selected": info["selected"], "total": info["total"],
+                                   "n_layers": len(per_layer), "per_layer": {str(i): c for i, c in enumerate(per_layer)},
+                                   "thirds": info["thirds"], "set_file": str(nr.folder / "sets" / f"{method}.json")})
+    for (b, s), st in plan.overlap.items():
+        if not st.done():
+            continue
+        for method, entry in _read(st.folder / "overlap.json").items():
+            mr = entry.get("mixed_retention")
+            out["overlap"].append({"backbone": b, "seed": s, "method": method, "k": cfg.neurons.k,
+                                   "helpful_harmless": entry.get("helpful_harmless"),
+                                   "mixed_retention": mr.get("retention") if mr else None,
+                                   "mixed_retention_detail": mr})
+    for (b, s), st in plan.compare.items():
+        if not st.done():
+            continue
+        comp = _read(st.folder / "compare.json")
+        out["retention"].append({"backbone": b, "seed": s, "tasks": comp["tasks"]})
+        for entry in comp.get("calibration", []):
+            out["calibration"].append({"backbone": b, "seed": s, **entry})
+    ab = cfg.ablation
+    for (b, o, s), st in plan.own_ablation.items():
+        if st.done():
+            out["ablation"].extend(_ablation_rows(st, b, s, o, ab.method, cfg.neurons.k))
+    for (b, s), st in plan.mixed_ablation.items():
+        if st.done():
+            out["ablation"].extend(_ablation_rows(st, b, s, "mixed", ab.method, cfg.neurons.k))
+    for (b, o, s), st in plan.curves.items():
+        if st.done():
+            out["curves"].extend(_curve_rows(st, b, s, o, ab.curves.methods, ab.curves.k))
+    return out
+
+
+def compare_evals(folders: dict[str, Path]) -> dict[str, Any]:
+    """Retention and calibration of one backbone × seed from its three eval folders."""
+    from rmtension.analysis.compare import compare_triple
+    from rmtension.analysis.eval_runs import explicit_triple, load_eval_run
+
+    triple = explicit_triple(load_eval_run(folders["mixed"]), load_eval_run(folders["helpful"]),
+                             load_eval_run(folders["harmless"]))
+    return compare_triple(triple).to_dict()

@@ -1,0 +1,397 @@
+"""The study as a graph of cached steps over backbones × objectives × seeds.
+
+Per grid cell (one RM):   train → eval, train → neurons → own-ablation, curves
+Per backbone × seed:       neurons(helpful, harmless) → mixed-ablation (shared / helpful-only /
+                           harmless-only / random in the mixed RM); eval ×3 → compare (retention,
+                           calibration); neurons ×3 → overlap
+At the end:                summary.json (gathered from the finished steps) → report
+
+``--cell`` runs one cell's steps, so independent cells can run as separate jobs (``rmtension plan
+--jobs``); a later plain ``run`` finds them complete and only gathers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from rmtension.errors import RmtensionError
+from rmtension.study.config import StudyConfig
+from rmtension.study.steps import Step, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+SUMMARY = "summary.json"
+
+
+def cell_id(backbone: str, objective: str, seed: int) -> str:
+    return f"{backbone}/{objective}/{seed}"
+
+
+def _safe(backbone: str) -> str:
+    return backbone.replace("/", "_").replace(":", "_")
+
+
+@dataclass
+class Plan:
+    """All steps of a study in dependency order, with lookups by role."""
+
+    cfg: StudyConfig
+    root: Path
+    steps: list[Step] = field(default_factory=list)
+    train: dict[tuple[str, str, int], Step] = field(default_factory=dict)
+    eval: dict[tuple[str, str, int], Step] = field(default_factory=dict)
+    neurons: dict[tuple[str, str, int], Step] = field(default_factory=dict)
+    own_ablation: dict[tuple[str, str, int], Step] = field(default_factory=dict)
+    curves: dict[tuple[str, str, int], Step] = field(default_factory=dict)
+    mixed_ablation: dict[tuple[str, int], Step] = field(default_factory=dict)
+    compare: dict[tuple[str, int], Step] = field(default_factory=dict)
+    overlap: dict[tuple[str, int], Step] = field(default_factory=dict)
+
+    def add(self, step: Step) -> Step:
+        step.root = self.root
+        self.steps.append(step)
+        return step
+
+    def cells(self) -> list[str]:
+        return [cell_id(b, o, s) for (b, o, s) in self.train]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _rm_dir(train_step: Step) -> Path:
+    return train_step.folder / "rm"
+
+
+def _load_benches(names: list[str], max_items: int | None, data_dir: str | None):
+    from rmtension.bench.loaders import load_benchmark, subsample
+
+    return [subsample(load_benchmark(n, data_dir), max_items) for n in names]
+
+
+def _scorer_config(cfg: StudyConfig):
+    from rmtension.evaluation.scorer import ScorerConfig
+
+    ev = cfg.evaluation
+    return ScorerConfig(batch_size=ev.batch_size, max_length=ev.max_length, dtype=ev.dtype, progress=False)
+
+
+def _train_config(cfg: StudyConfig, backbone: str, objective: str, seed: int, data_dir: str | None):
+    from rmtension.training.config import make_config
+
+    overrides = dict(cfg.training.overrides)
+    overrides.update(backbone=backbone, objective=objective, seed=seed, data_dir=data_dir)
+    if objective in cfg.training.data:
+        overrides["train_data"] = cfg.training.data[objective]
+    return make_config(cfg.training.preset, **overrides)
+
+
+def _neuron_source(cfg: StudyConfig, objective: str) -> str:
+    from rmtension.data.sources import OBJECTIVE_SOURCES
+
+    if cfg.neurons.data != "objective":
+        return cfg.neurons.data
+    return cfg.training.data.get(objective, OBJECTIVE_SOURCES[objective])
+
+
+def _set_path(neuron_step: Step, method: str) -> Path:
+    return neuron_step.folder / "sets" / f"{method}.json"
+
+
+# ----------------------------------------------------------------------------- actions
+
+
+def _do_train(tcfg) -> Callable[[Step], dict]:
+    def action(step: Step) -> dict:
+        from rmtension.training.trainer import train
+
+        rec = train(tcfg, _rm_dir(step), resume=True)
+        m = rec.get("metrics", {})
+        return {"heldout_accuracy": m.get("heldout_accuracy"), "pairs_used": rec.get("pairs", {}).get("used"),
+                "steps": rec.get("trainer", {}).get("global_steps"), "train_loss": rec.get("trainer", {}).get("train_loss"),
+                "wall_time_s": rec.get("wall_time_s")}
+    return action
+
+
+def _do_eval(cfg: StudyConfig, train_step: Step, data_dir: str | None) -> Callable[[Step], dict]:
+    def action(step: Step) -> dict:
+        from rmtension.evaluation.evaluate import evaluate, write_eval
+        from rmtension.models.reward_model import load_reward_model
+
+        benches = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, data_dir)
+        model, tok, info = load_reward_model(_rm_dir(train_step))
+        res = evaluate(model, tok, benches, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg))
+        res.results["rm"] = {"path": str(_rm_dir(train_step)), **{k: info.get(k) for k in ("backbone", "objective", "seed", "template")}}
+        write_eval(step.folder, res)
+        return {b: e["groups"] for b, e in res.results["benchmarks"].items()}
+    return action
+
+
+def _do_neurons(cfg: StudyConfig, train_step: Step, source: str, data_dir: str | None) -> Callable[[Step], dict]:
+    def action(step: Step) -> dict:
+        from rmtension.neurons.pipeline import ScoreRequest, score_rm
+        from rmtension.neurons.scores import compute_scores
+        from rmtension.neurons.setfile import save_set
+        from rmtension.neurons.sets import location, select_top
+        from rmtension.neurons.stats import save_stats
+
+        nc = cfg.neurons
+        req = ScoreRequest(rm=str(_rm_dir(train_step)), data=source, method=nc.methods[0], site=nc.site,
+                           data_dir=data_dir, max_pairs=nc.max_pairs, split="train", batch_size=nc.batch_size,
+                           max_length=nc.max_length, seed=nc.seed, with_change="change" in nc.methods)
+        stats, _ = score_rm(req)
+        save_stats(step.folder / "stats.npz", stats)
+        out = {}
+        for method in nc.methods:
+            scores = compute_scores(stats, method, "all", nc.seed)
+            s = select_top(scores, nc.k, per_layer=nc.per_layer,
+                           meta={"rm": req.rm, "data": source, "method": method, "site": nc.site, "k": nc.k,
+                                 "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
+            save_set(_set_path(step, method), s)
+            out[method] = {"selected": len(s), "total": s.total, "per_layer": s.per_layer(),
+                           "thirds": {k: v["count"] for k, v in location(s).items()}}
+        return out
+    return action
+
+
+def _sweep_and_write(step: Step, rm_dir: Path, named_sets: list[tuple[str, Any]], benches, cfg: StudyConfig) -> dict:
+    """Evaluate the unablated RM and each set (sharing work) and write one folder per set."""
+    from rmtension.ablation.ablate import prepare
+    from rmtension.ablation.sweep import sweep
+    from rmtension.evaluation.evaluate import write_eval
+    from rmtension.models.reward_model import load_reward_model
+
+    model, tok, info = load_reward_model(rm_dir)
+    ablations = [prepare(model, s, "zero", name=name) for name, s in named_sets]
+    res = sweep(model, tok, benches, ablations, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg))
+    write_eval(step.folder / "baseline", res.baseline)
+    out = {"sets": {}, "work_ratio": getattr(res.stats, "work_ratio", None)}
+    for sr in res.sets:
+        write_eval(step.folder / sr.ablation.name, sr.result)
+        out["sets"][sr.ablation.name] = {"size": sr.ablation.count}
+    return out
+
+
+def _do_own_ablation(cfg: StudyConfig, train_step: Step, neuron_step: Step, data_dir: str | None):
+    def action(step: Step) -> dict:
+        from rmtension.neurons.setfile import load_set
+        from rmtension.neurons.sets import random_like
+
+        ab = cfg.ablation
+        own = load_set(_set_path(neuron_step, ab.method))
+        named = []
+        if "own" in ab.sets:
+            named.append(("own", own))
+        if "random" in ab.sets:
+            r = random_like(own, ab.random_seed)
+            r.meta["random_of"] = "own"
+            named.append(("random-own", r))
+        benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
+                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir)
+        return _sweep_and_write(step, _rm_dir(train_step), named, benches, cfg)
+    return action
+
+
+def _do_mixed_ablation(cfg: StudyConfig, mixed_train: Step, helpful_neurons: Step, harmless_neurons: Step,
+                       data_dir: str | None):
+    def action(step: Step) -> dict:
+        from rmtension.neurons.setfile import load_set
+        from rmtension.neurons.sets import a_only, b_only, random_like, shared
+
+        ab = cfg.ablation
+        nh = load_set(_set_path(helpful_neurons, ab.method))
+        na = load_set(_set_path(harmless_neurons, ab.method))
+        named = []
+        sh = shared(nh, na)
+        if "shared" in ab.sets:
+            named.append(("shared", sh))
+        if "helpful-only" in ab.sets:
+            named.append(("helpful-only", a_only(nh, na)))
+        if "harmless-only" in ab.sets:
+            named.append(("harmless-only", b_only(nh, na)))
+        if "random" in ab.sets:
+            r = random_like(sh, ab.random_seed)
+            r.meta["random_of"] = "shared"
+            named.append(("random-shared", r))
+        if not named:
+            return {"sets": {}}
+        benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
+                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir)
+        return _sweep_and_write(step, _rm_dir(mixed_train), named, benches, cfg)
+    return action
+
+
+def _do_curves(cfg: StudyConfig, train_step: Step, neuron_step: Step, data_dir: str | None):
+    def action(step: Step) -> dict:
+        from rmtension.neurons.scores import compute_scores
+        from rmtension.neurons.sets import select_top
+        from rmtension.neurons.stats import load_stats
+
+        cv = cfg.ablation.curves
+        stats, _ = load_stats(neuron_step.folder / "stats.npz")
+        named = []
+        for method in cv.methods:
+            scores = compute_scores(stats, method, "all", cfg.neurons.seed)
+            for k in cv.k:
+                if k > 0:
+                    named.append((f"{method}-k{k:g}", select_top(scores, k, meta={"method": method, "k": k})))
+        benches = _load_benches(cv.benchmarks, cv.max_items, data_dir)
+        return _sweep_and_write(step, _rm_dir(train_step), named, benches, cfg)
+    return action
+
+
+def _do_compare(cfg: StudyConfig, evals: dict[str, Step]):
+    def action(step: Step) -> dict:
+        from rmtension.study.gather import compare_evals
+
+        out = compare_evals({o: s.folder for o, s in evals.items()})
+        write_json_atomic(step.folder / "compare.json", out)
+        return {"tasks": len(out.get("tasks", {}))}
+    return action
+
+
+def _do_overlap(cfg: StudyConfig, neurons: dict[str, Step]):
+    def action(step: Step) -> dict:
+        from rmtension.neurons.setfile import load_set
+        from rmtension.neurons.sets import overlap, retention
+
+        out = {}
+        for method in cfg.neurons.methods:
+            sets = {o: load_set(_set_path(s, method)) for o, s in neurons.items()}
+            entry: dict[str, Any] = {}
+            if "helpful" in sets and "harmless" in sets:
+                entry["helpful_harmless"] = overlap(sets["helpful"], sets["harmless"])
+            if len(sets) == 3:
+                entry["mixed_retention"] = retention(sets["mixed"], sets["helpful"], sets["harmless"])
+            out[method] = entry
+        write_json_atomic(step.folder / "overlap.json", out)
+        return {}
+    return action
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) -> Plan:
+    """Every step of the study, in an order that respects dependencies."""
+    from rmtension.data.sources import resolve_data_dir
+
+    root = Path(root)
+    dd = cfg.data_dir or data_dir
+    resolved = resolve_data_dir(dd)
+    dd = str(resolved.resolve()) if resolved is not None else None
+    plan = Plan(cfg, root)
+    ab = cfg.ablation
+    for b in cfg.backbones:
+        for s in cfg.seeds:
+            for o in cfg.objectives:
+                key = (b, o, s)
+                cell = cell_id(b, o, s)
+                tcfg = _train_config(cfg, b, o, s, dd)
+                tparams = {k: v for k, v in tcfg.to_dict().items() if k != "data_dir"}
+                tr = plan.add(Step("train", f"{_safe(b)}/{o}-s{s}", tparams, _do_train(tcfg), cell=cell,
+                                   keep_partial=True))
+                plan.train[key] = tr
+                ev_params = {"benchmarks": cfg.evaluation.benchmarks, "max_items": cfg.evaluation.max_items,
+                             "batch_size": cfg.evaluation.batch_size, "max_length": cfg.evaluation.max_length,
+                             "dtype": cfg.evaluation.dtype}
+                plan.eval[key] = plan.add(Step("eval", f"{_safe(b)}/{o}-s{s}", ev_params, _do_eval(cfg, tr, dd),
+                                               deps=[tr], cell=cell))
+                src = _neuron_source(cfg, o)
+                n_params = {**dataclasses.asdict(cfg.neurons), "source": src}
+                nr = plan.add(Step("neurons", f"{_safe(b)}/{o}-s{s}", n_params, _do_neurons(cfg, tr, src, dd),
+                                   deps=[tr], cell=cell))
+                plan.neurons[key] = nr
+                if ab.enabled and ({"own", "random"} & set(ab.sets)):
+                    a_params = {"sets": [x for x in ab.sets if x in ("own", "random")], "method": ab.method,
+                                "benchmarks": ab.benchmarks or cfg.evaluation.benchmarks,
+                                "max_items": ab.max_items if ab.max_items is not None else cfg.evaluation.max_items,
+                                "random_seed": ab.random_seed, "eval": ev_params}
+                    plan.own_ablation[key] = plan.add(Step("ablate-own", f"{_safe(b)}/{o}-s{s}", a_params,
+                                                           _do_own_ablation(cfg, tr, nr, dd), deps=[tr, nr], cell=cell))
+                if ab.enabled and ab.curves.enabled:
+                    c_params = {**dataclasses.asdict(ab.curves), "eval": ev_params}
+                    plan.curves[key] = plan.add(Step("curves", f"{_safe(b)}/{o}-s{s}", c_params,
+                                                     _do_curves(cfg, tr, nr, dd), deps=[tr, nr], cell=cell))
+            objs = set(cfg.objectives)
+            if {"helpful", "harmless", "mixed"} <= objs:
+                ev = {o: plan.eval[(b, o, s)] for o in ("helpful", "harmless", "mixed")}
+                plan.compare[(b, s)] = plan.add(Step("compare", f"{_safe(b)}/s{s}", {}, _do_compare(cfg, ev),
+                                                     deps=list(ev.values())))
+                mixed_sets = [x for x in ab.sets if x in ("shared", "helpful-only", "harmless-only", "random")]
+                if ab.enabled and mixed_sets:
+                    m_params = {"sets": mixed_sets, "method": ab.method,
+                                "benchmarks": ab.benchmarks or cfg.evaluation.benchmarks,
+                                "max_items": ab.max_items if ab.max_items is not None else cfg.evaluation.max_items,
+                                "random_seed": ab.random_seed, "eval": ev_params}
+                    deps = [plan.train[(b, "mixed", s)], plan.neurons[(b, "helpful", s)], plan.neurons[(b, "harmless", s)]]
+                    plan.mixed_ablation[(b, s)] = plan.add(Step("ablate-mixed", f"{_safe(b)}/s{s}", m_params,
+                                                                _do_mixed_ablation(cfg, *deps, dd), deps=deps))
+            nsteps = {o: plan.neurons[(b, o, s)] for o in cfg.objectives}
+            if len(nsteps) >= 2:
+                plan.overlap[(b, s)] = plan.add(Step("overlap", f"{_safe(b)}/s{s}", {"methods": cfg.neurons.methods},
+                                                     _do_overlap(cfg, nsteps), deps=list(nsteps.values())))
+    return plan
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def describe(plan: Plan, cell: str | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for st in plan.steps:
+        if cell is not None and st.cell != cell:
+            continue
+        rows.append({"step": st.label, "status": "cached" if st.done() else "to run", "folder": str(st.folder),
+                     "cell": st.cell})
+    return rows
+
+
+def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = print) -> dict[str, int]:
+    """Run every step not already complete (only one cell's with ``cell``); return counts."""
+    if cell is not None and cell not in plan.cells():
+        raise RmtensionError(f"unknown cell {cell!r}; cells: {', '.join(plan.cells())}")
+    counts = {"cached": 0, "ran": 0}
+    todo = [st for st in plan.steps if cell is None or st.cell == cell]
+    for i, st in enumerate(todo, 1):
+        if st.done():
+            counts["cached"] += 1
+            continue
+        missing = [d.label for d in st.deps if not d.done()]
+        if missing:
+            raise RmtensionError(f"step {st.label} needs {', '.join(missing)} first (run those cells, or run without --cell)")
+        echo(f"[{i}/{len(todo)}] {st.label} …")
+        st.run()
+        counts["ran"] += 1
+    return counts
+
+
+def gather_summary(plan: Plan) -> dict[str, Any]:
+    """summary.json from the finished steps (see docs/STUDY_FORMAT.md); absent steps are left out."""
+    from rmtension.study.gather import summarise
+
+    return summarise(plan)
+
+
+def write_summary(plan: Plan) -> Path:
+    import rmtension
+
+    summary = gather_summary(plan)
+    summary["study"] = {"name": plan.cfg.name, "config": plan.cfg.to_dict(),
+                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        "rmtension_version": rmtension.__version__}
+    path = plan.root / SUMMARY
+    from rmtension.evaluation.metrics import jsonable
+
+    write_json_atomic(path, jsonable(summary))
+    return path
+
+
