@@ -1,0 +1,168 @@
+"""The study: config validation, the cached step graph, resume after a kill, jobs, the tiny study."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rmtension.cli.main import main
+from rmtension.errors import RmtensionError
+from rmtension.study.config import config_from_dict, load_study_config
+from rmtension.study.pipeline import build_plan, describe
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A minimal study: every step kind, on a tiny model, in well under a minute.
+SMALL = {
+    "name": "small",
+    "backbones": ["tiny-gpt2"],
+    "seeds": [0],
+    "training": {"preset": "cpu", "overrides": {"max_pairs": 16, "batch_size": 8, "max_length": 128,
+                                                "bf16": False, "heldout_max_pairs": 8, "lr": 1e-3}},
+    "evaluation": {"benchmarks": ["hh-heldout", "llmbar:llmbar-natural"], "max_items": 4, "max_length": 128},
+    "neurons": {"max_pairs": 6, "max_length": 128},
+    "ablation": {"benchmarks": ["hh-heldout"], "max_items": 3,
+                 "curves": {"k": [0, 10, 30], "benchmarks": ["hh-heldout"], "max_items": 3}},
+}
+
+
+def _write(tmp_path: Path, cfg: dict, name: str = "study.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"seedz": [1]}, "seedz: unknown key"),
+    ({"seeds": ["a"]}, "seeds[0]: expected an integer"),
+    ({"training": {"overides": {}}}, "training.overides: unknown key"),
+    ({"training": {"overrides": {"lr": "fast"}}}, "training.overrides.lr: expected a number"),
+    ({"training": {"overrides": {"learning_rate": 1}}}, "training.overrides.learning_rate: unknown training field"),
+    ({"ablation": {"sets": ["own", "both"]}}, "ablation.sets[1]: unknown value 'both'"),
+    ({"neurons": {"methods": ["magnitude"]}, "ablation": {"method": "change"}}, "ablation.method: unknown value"),
+    ({"evaluation": {"benchmarks": ["missing.jsonl"]}}, "evaluation.benchmarks[0]: 'missing.jsonl' is neither"),
+    ({"objectives": ["helpful", "kind"]}, "objectives[1]: unknown value 'kind'"),
+    ({"data_dir": "/no/such/dir"}, "data_dir: /no/such/dir is not a folder"),
+    ({"neurons": {"k": 0}}, "neurons.k: must be a percentage"),
+])
+def test_config_errors_name_the_key(raw, message):
+    with pytest.raises(RmtensionError) as err:
+        config_from_dict(raw, source="cfg.yaml")
+    assert message in str(err.value) and str(err.value).startswith("cfg.yaml: ")
+
+
+def test_short_config_gets_defaults_and_shipped_configs_validate(tmp_path):
+    cfg = config_from_dict({"backbones": ["tiny-llama"]})
+    assert cfg.objectives == ["helpful", "harmless", "mixed"] and cfg.neurons.k == 10.0
+    for f in ("configs/tiny.yaml", "configs/paper.yaml", "src/rmtension/configs/quickstart.yaml"):
+        assert load_study_config(REPO / f).backbones
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(RmtensionError, match=r"bad.yaml:\d+: not valid YAML"):
+        load_study_config(bad)
+
+
+def test_step_keys_follow_settings(tmp_path):
+    cfg = config_from_dict(SMALL)
+    a = build_plan(cfg, tmp_path)
+    b = build_plan(config_from_dict(SMALL), tmp_path)
+    assert [s.folder for s in a.steps] == [s.folder for s in b.steps]
+    changed = json.loads(json.dumps(SMALL))
+    changed["evaluation"]["max_items"] = 5
+    c = build_plan(config_from_dict(changed), tmp_path)
+    same = {s.label: s.key for s in a.steps}
+    diff = {s.label: s.key for s in c.steps}
+    assert same["train:tiny-gpt2/helpful-s0"] == diff["train:tiny-gpt2/helpful-s0"]  # upstream untouched
+    assert same["eval:tiny-gpt2/helpful-s0"] != diff["eval:tiny-gpt2/helpful-s0"]
+    assert same["compare:tiny-gpt2/s0"] != diff["compare:tiny-gpt2/s0"]  # downstream follows
+    kinds = {s.kind for s in a.steps}
+    assert kinds == {"train", "eval", "neurons", "ablate-own", "curves", "compare", "ablate-mixed", "overlap"}
+
+
+def test_plan_jobs_prints_one_command_per_cell(tmp_path, capsys):
+    cfg = _write(tmp_path, {**SMALL, "seeds": [0, 1]})
+    assert main(["plan", str(cfg), "--out", str(tmp_path / "o"), "--jobs", "--data-dir", "/d"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 6
+    assert all(line.startswith("rmtension run ") and "--cell tiny-gpt2/" in line for line in lines)
+
+
+def _markers(out: Path) -> dict[str, float]:
+    return {str(p.parent.relative_to(out)): p.stat().st_mtime for p in out.glob("steps/*/*/step.json")}
+
+
+def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
+    cfg = _write(tmp_path, SMALL)
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "rmtension", "run", str(cfg), "--out", str(out), "--data-dir", str(data_dir),
+           "--no-report"]
+    # 1. Start the study and kill it (SIGKILL) once a few steps have finished.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_markers(out)) < 4 and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _markers(out)
+    n_steps = len(build_plan(load_study_config(cfg), out, str(data_dir)).steps)
+    assert n_steps == 3 * 5 + 3  # per cell: train, eval, neurons, own ablation, curves; + compare, mixed ablation, overlap
+    assert 4 <= len(before) < n_steps, before
+    # 2. Run again: finishes, and the finished steps are not redone.
+    assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]) == 0
+    after = _markers(out)
+    assert len(after) == n_steps
+    assert all(after[k] == t for k, t in before.items())
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["objective"] for r in summary["runs"]} == {"helpful", "harmless", "mixed"}
+    assert summary["retention"] and summary["overlap"] and summary["curves"]
+    assert {a["set"] for a in summary["ablation"]} == {"own", "shared", "helpful-only", "harmless-only", "random"}
+    # The mixed RM's shared set really is the intersection of the helpful and harmless RMs' neurons.
+    from rmtension.neurons.setfile import load_set
+
+    files = {n["objective"]: n["set_file"] for n in summary["neurons"] if n["method"] == "magnitude"}
+    nh, na = load_set(files["helpful"]), load_set(files["harmless"])
+    shared = next(a for a in summary["ablation"] if a["set"] == "shared")
+    assert shared["size"] == int((nh.mask & na.mask).sum())
+    # 3. Nothing changed: a third run only gathers, and is quick.
+    t0 = time.time()
+    assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]) == 0
+    assert _markers(out) == after
+    assert time.time() - t0 < 60
+    plan = build_plan(load_study_config(cfg), out, str(data_dir))
+    assert all(row["status"] == "cached" for row in describe(plan))
+
+
+def test_cell_runs_only_its_steps(tmp_path, data_dir, capsys):
+    cfg = _write(tmp_path, SMALL)
+    out = tmp_path / "study"
+    assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--cell", "tiny-gpt2/harmless/0"]) == 0
+    done = _markers(out)
+    assert len(done) == 5 and all("harmless-s0" in k for k in done)
+    assert not (out / "summary.json").exists()
+    rc = main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--cell", "tiny-gpt2/nope/0"])
+    assert rc == 2 and "unknown cell" in capsys.readouterr().err
+    assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "cached   train:tiny-gpt2/harmless-s0" in text and "to run   train:tiny-gpt2/helpful-s0" in text
+
+
+@pytest.mark.slow
+def test_tiny_config_study_with_report(tmp_path, data_dir):
+    """configs/tiny.yaml end to end, as the README describes it, including the report."""
+    out = tmp_path / "tiny"
+    assert main(["run", str(REPO / "configs" / "tiny.yaml"), "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["runs"]) == 6 and len({r["seed"] for r in summary["runs"]}) == 2
+    for key in ("retention", "calibration", "neurons", "overlap", "ablation", "curves"):
+        assert summary[key], key
+    report = (out / "report" / "report.md").read_text()
+    assert "Not run in this study" not in report
+    assert list((out / "report" / "figures").glob("*.png")) and list((out / "report" / "tables").glob("*.csv"))
