@@ -94,5 +94,20 @@ def run_eval(args: argparse.Namespace) -> int:
         for sub, s in entry["subsets"].items():
             score = "n/a" if s["score"] is None else f"{s['score']:.3f}"
             print(f"  {sub:28s} {s['metric']:16s} {score}  (n={s['n']}, {s['group']})")
+        headline = _aggregate_line(entry["aggregate"])
+        if headline:
+            print(f"  {headline}")
     print(f"wrote {Path(args.out) / 'results.json'} and items.jsonl")
     return 0
+
+
+def _aggregate_line(agg: dict[str, Any]) -> str:
+    """The benchmark's own headline numbers: RM-Bench hard/normal/easy, RewardBench sections, overall."""
+    def num(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    parts = [f"{k} {num(agg[k])}" for k in ("hard", "normal", "easy", "average") if k in agg]
+    parts += [f"{k} {num(v)}" for k, v in (agg.get("sections") or {}).items()]
+    if "overall" in agg:
+        parts.append(f"overall {num(agg['overall'])}")
+    return ", ".join(parts)
