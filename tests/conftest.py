@@ -12,6 +12,12 @@ for var in ("RMTENSION_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANS
     os.environ[var] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Tests run tiny models, whose small matrix products are slower with two threads than with one
+# (thread hand-off dominates, ~5× under load); RMTENSION_TEST_THREADS overrides.
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ.get("RMTENSION_TEST_THREADS", "1")))
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 
