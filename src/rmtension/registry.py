@@ -6,7 +6,7 @@ looked up by name, so that adding one is a decorator away and never an edit to a
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from rmtension.errors import RmtensionError
 

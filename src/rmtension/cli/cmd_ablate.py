@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rmtension.bench.loaders import BENCHMARKS
-from rmtension.cli.cmd_eval import add_scorer_options, scorer_config
-from rmtension.cli.common import add_data_dir, add_json, print_json
+from rmtension.cli.cmd_eval import add_rm_and_bench_options, load_benches, rm_record, scorer_config
+from rmtension.cli.common import add_json, print_json
 
 
 def _seeds(text: str) -> list[int]:
@@ -33,11 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sharing the work the sets have in common, and write OUT/baseline, OUT/sets/NAME (results.json + "
         "items.jsonl each, as `rmtension eval`), OUT/sweep.json and OUT/sweep.csv (per set and subset: score "
         "and delta vs. the baseline).")
-    p.add_argument("--rm", required=True, help="RM folder (from `rmtension train`)")
-    p.add_argument("--bench", action="append", required=True, metavar="NAME_OR_FILE",
-                   help=f"benchmark: {', '.join(BENCHMARKS.names())} (optionally NAME:subset,subset) or a generic "
-                   "benchmark file; repeat for several")
-    p.add_argument("--out", required=True, help="output folder")
+    add_rm_and_bench_options(p)
     g = p.add_argument_group("neuron sets (at least one source)")
     g.add_argument("--sets", nargs="+", default=[], metavar="FILE", help="neuron-set files (`rmtension neurons select`)")
     g.add_argument("--random-like", action="append", default=[], metavar="FILE",
@@ -62,13 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mean mode: tokens the means are taken over (default all)")
     a.add_argument("--no-share", action="store_true",
                    help="run every set as a full forward pass (for checking the shared-work sweep)")
-    p.add_argument("--max-items", type=int, default=None, metavar="N",
-                   help="at most N items per subset (a seeded, stable sample)")
-    p.add_argument("--sample-seed", type=int, default=0)
-    p.add_argument("--template", default=None, help="override the RM's text template (default: its record's)")
-    p.add_argument("--groups", default=None, metavar="FILE", help="JSON/YAML {subset: helpful|harmless} overrides")
-    add_data_dir(p)
-    add_scorer_options(p)
     add_json(p)
     p.set_defaults(func=run_ablate)
 
@@ -96,15 +84,11 @@ def run_ablate(args: argparse.Namespace) -> int:
     from rmtension.ablation.ablate import prepare
     from rmtension.ablation.report import write_sweep
     from rmtension.ablation.sweep import sweep
-    from rmtension.bench.groups import load_group_overrides
-    from rmtension.bench.loaders import load_benchmark, subsample
     from rmtension.models.reward_model import load_reward_model
     from rmtension.neurons.sites import model_sites
 
-    if args.groups:
-        load_group_overrides(args.groups)
     named = _named_sets(args)  # set files fail before any model or benchmark is loaded
-    benches = [subsample(load_benchmark(b, args.data_dir), args.max_items, args.sample_seed) for b in args.bench]
+    benches = load_benches(args)
     model, tokenizer, info = load_reward_model(args.rm)
     template = args.template or info.get("template", "hh")
     ms = model_sites(model)
@@ -112,8 +96,7 @@ def run_ablate(args: argparse.Namespace) -> int:
                  for n, s in named]
     result = sweep(model, tokenizer, benches, ablations, template=template, scorer_config=scorer_config(args),
                    share=not args.no_share)
-    rm = {"path": str(Path(args.rm).resolve()), "template": template,
-          **{k: info.get(k) for k in ("backbone", "objective", "seed") if k in info}}
+    rm = rm_record(args, info, template)
     for r in [result.baseline] + [sr.result for sr in result.sets]:
         r.results["rm"] = rm
     write_sweep(args.out, result, {"rm": rm, "mode": args.mode, "factor": args.factor, "means": args.means,

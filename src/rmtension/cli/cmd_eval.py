@@ -43,18 +43,14 @@ def quiet_model_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a reward model on benchmarks",
-                       description="Score every response of every benchmark item once (length-sorted batches), "
-                       "apply each subset's metric, and write OUT/results.json and OUT/items.jsonl.")
+def add_rm_and_bench_options(p: argparse.ArgumentParser) -> None:
+    """The options every command that scores an RM on benchmarks shares (eval, ablate)."""
     p.add_argument("--rm", required=True, help="RM folder (from `rmtension train`, or any sequence-classification "
                    "model with one output)")
     p.add_argument("--bench", action="append", required=True, metavar="NAME_OR_FILE",
                    help=f"benchmark: {', '.join(BENCHMARKS.names())} (optionally NAME:subset,subset) or a generic "
                    "benchmark file; repeat for several")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--ablate", default=None, metavar="NEURONS_FILE",
-                   help="zero these neurons (a neuron-set file from `rmtension neurons select`) during scoring")
     p.add_argument("--max-items", type=int, default=None, metavar="N",
                    help="at most N items per subset (a seeded, stable sample)")
     p.add_argument("--sample-seed", type=int, default=0)
@@ -62,6 +58,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--groups", default=None, metavar="FILE", help="JSON/YAML {subset: helpful|harmless} overrides")
     add_data_dir(p)
     add_scorer_options(p)
+
+
+def load_benches(args: argparse.Namespace) -> list:
+    """The --bench benchmarks, with --groups overrides applied and --max-items sampling."""
+    if args.groups:
+        load_group_overrides(args.groups)
+    return [subsample(load_benchmark(b, args.data_dir), args.max_items, args.sample_seed) for b in args.bench]
+
+
+def rm_record(args: argparse.Namespace, info: dict, template: str) -> dict:
+    """What results.json says about the RM that was scored."""
+    return {"path": str(Path(args.rm).resolve()), "template": template,
+            **{k: info.get(k) for k in ("backbone", "objective", "seed") if k in info}}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a reward model on benchmarks",
+                       description="Score every response of every benchmark item once (length-sorted batches), "
+                       "apply each subset's metric, and write OUT/results.json and OUT/items.jsonl.")
+    add_rm_and_bench_options(p)
+    p.add_argument("--ablate", default=None, metavar="NEURONS_FILE",
+                   help="zero these neurons (a neuron-set file from `rmtension neurons select`) during scoring")
     p.set_defaults(func=run_eval)
 
 
@@ -69,9 +87,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from rmtension.evaluation.evaluate import evaluate, write_eval
     from rmtension.models.reward_model import load_reward_model
 
-    if args.groups:
-        load_group_overrides(args.groups)
-    benches = [subsample(load_benchmark(b, args.data_dir), args.max_items, args.sample_seed) for b in args.bench]
+    benches = load_benches(args)
     with quiet_model_loading():
         model, tokenizer, info = load_reward_model(args.rm)
     template = args.template or info.get("template", "hh")
@@ -83,8 +99,7 @@ def run_eval(args: argparse.Namespace) -> int:
         ablation_ctx, ablation_meta = ablation_from_file(model, args.ablate)
     with ablation_ctx:
         result = evaluate(model, tokenizer, benches, template=template, scorer_config=scorer_config(args))
-    result.results["rm"] = {"path": str(Path(args.rm).resolve()), "template": template,
-                            **{k: info.get(k) for k in ("backbone", "objective", "seed") if k in info}}
+    result.results["rm"] = rm_record(args, info, template)
     result.results["ablation"] = ablation_meta
     write_eval(args.out, result)
     for name, entry in result.results["benchmarks"].items():

@@ -16,8 +16,7 @@ Names are imported lazily so that ``rmtension --help`` does not pay for torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rmtension.lazy import lazy_exports
 
 _EXPORTS = {
     "ADAPTERS": "sites", "MlpLayout": "sites", "ModelSites": "sites", "SITES": "sites", "hook_sites": "sites",
@@ -35,14 +34,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from rmtension.errors import RmtensionError
 from rmtension.study.config import StudyConfig

@@ -7,7 +7,7 @@ a 2-core laptop CPU in minutes per few hundred pairs. Every field can be overrid
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from rmtension.errors import RmtensionError

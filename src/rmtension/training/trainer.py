@@ -11,7 +11,6 @@ before anything is saved, a held-out evaluation with our scorer, and a run recor
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import time
