@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -192,3 +193,27 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path, data_di
     # near-zero-gradient parameters into visible steps, so compare in bulk.
     assert diff.mean() < 1e-4 * moved.mean(), (diff.mean(), moved.mean())
     assert (diff > 1e-6).float().mean() < 0.01
+
+
+@pytest.mark.slow
+def test_real_smollm2_trains_a_few_steps(tmp_path, data_dir):
+    """The real offline backbone: 3 steps of 2 pairs, loss finite, weights move, folder loads."""
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "smol"
+    rc = main(["train", "--backbone", "smollm2-135m-instruct", "--objective", "helpful", "--seed", "0",
+               "--preset", "cpu", "--max-pairs", "6", "--batch-size", "2", "--max-length", "96",
+               "--data-dir", str(data_dir), "--set", "heldout_max_pairs=4", "--set", "logging_steps=1",
+               "--out", str(out)])
+    assert rc == 0
+    rec = json.loads((out / "rmtension.json").read_text())
+    assert rec["trainer"]["global_steps"] == 3 and rec["config"]["bf16"] is True
+    assert all(np.isfinite(h) for h in [rec["trainer"]["first_logged_loss"], rec["trainer"]["last_logged_loss"]])
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_hidden_layers == 30 and model.config.intermediate_size == 1536
+    from rmtension.models.reward_model import build_reward_model
+
+    init = build_reward_model("smollm2-135m-instruct", seed=0)[0].state_dict()
+    trained = model.state_dict()
+    key = "model.layers.29.mlp.down_proj.weight"
+    assert not torch.equal(init[key], trained[key])

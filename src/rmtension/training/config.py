@@ -103,8 +103,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(batch_size=16, lr=1e-4, scheduler="linear", epochs=None, max_length=1024, overlong="drop",
                   bf16=False, max_pairs=None),
     # A 2-core CPU: 8 pairs a step, 256 tokens cut from the left, one epoch over a few hundred
-    # pairs, bf16 autocast (about 2× faster on processors with bf16 matrix instructions), lr 5e-5
-    # (1e-4 with so few steps was unstable in our measurements; see benchmarks/RESULTS.md).
+    # pairs, bf16 autocast (about 2× faster on processors with bf16 matrix instructions), lr 5e-5:
+    # the setting of the reference runs in ../shared/data/SOURCES.md, which learn both objectives
+    # at 300 pairs.
     "cpu": dict(batch_size=8, lr=5e-5, scheduler="linear", epochs=1.0, max_length=256, overlong="truncate",
                 bf16=True, max_pairs=300, heldout_max_pairs=300, save_steps=10, logging_steps=5),
 }
