@@ -7,9 +7,10 @@ recorder's hooks fire inside that forward and reduce each layer's activations at
 
 * only real tokens count: ``activations[attention_mask]`` drops the padding before anything
   is summed (the paper's code padded to 1024 and averaged the pads in);
-* the reduction is a few float64 matrix products per layer — token weights (groups × tokens)
-  times activations (tokens × neurons) — so nothing larger than one batch is ever held, and the
-  memory does not grow with the number of texts;
+* the reduction is one float32 matrix product per layer — token weights (groups × tokens) times
+  the per-token features [a, |a|, a², a > 0] (tokens × 4·neurons) — added into float64 running
+  totals, so nothing larger than one batch is ever held, and the memory does not grow with the
+  number of texts;
 * the base model (for the change score) runs in ``before_batch`` on the identical ``Batch``;
   its activations at real tokens (float32, tokens × layers × neurons of that one batch) are
   held until the RM's forward reaches the same layer, then dropped — lower ``--batch-size`` if
@@ -48,22 +49,31 @@ def _autocast(device: torch.device, dtype: str):
 
 
 class _Accumulator:
-    """Device-side float64 sums for one block (activations or change), G × L × N each."""
+    """Float64 running sums for one block (activations or change), G × L × N each.
+
+    Each batch's contribution is one float32 matrix product of the token weights with the four
+    per-token features [a, |a|, a², a > 0] side by side; only the running totals are float64. A
+    batch sums at most a few thousand tokens, so float32 loses nothing that matters there (relative
+    error ~1e-7), while float64 products with two rows ran ~3× slower and made the statistics pass
+    cost noticeably more than the forward pass it rides on (benchmarks/RESULTS.md).
+    """
 
     def __init__(self, groups: int, layers: int, neurons: int, device: torch.device):
+        self.neurons = neurons
         self.t = {m: torch.zeros((groups, layers, neurons), dtype=torch.float64, device=device) for m in MOMENTS}
 
     def add(self, layer: int, weights: torch.Tensor, tok: torch.Tensor) -> None:
-        """weights: (G, n_tok) float64; tok: (n_tok, N) float64, both on the activations' device.
+        """weights: (G, n_tok) float32; tok: (n_tok, N) float32, both on the activations' device.
 
         The products land on the accumulators' device (a no-op unless the model is split
         across devices, where later layers live elsewhere).
         """
         dev = self.t["sum"].device
-        self.t["sum"][:, layer] += (weights @ tok).to(dev)
-        self.t["abs_sum"][:, layer] += (weights @ tok.abs()).to(dev)
-        self.t["sq_sum"][:, layer] += (weights @ tok.square()).to(dev)
-        self.t["pos_count"][:, layer] += (weights @ (tok > 0).to(torch.float64)).to(dev)
+        feats = torch.cat([tok, tok.abs(), tok.square(), (tok > 0).to(tok.dtype)], dim=1)
+        prod = (weights @ feats).to(device=dev, dtype=torch.float64)
+        n = self.neurons
+        for k, m in enumerate(MOMENTS):
+            self.t[m][:, layer] += prod[:, k * n:(k + 1) * n]
 
     def to_moments(self, groups: list[str], count: np.ndarray) -> Moments:
         return Moments(list(groups), count.copy(), *(self.t[m].cpu().numpy() for m in MOMENTS))
@@ -134,16 +144,16 @@ class NeuronStatsRecorder:
         st = self._batch
         if st is None:  # a forward pass outside the scorer's batches: not ours to count
             return None
-        tok = a[st.mask_on(a.device)].to(torch.float64)
+        tok = a[st.mask_on(a.device)].float()
         w = st.weights_on(a.device)
         self._acc.add(layer, w, tok)  # type: ignore[union-attr]
         if st.row_means is not None:
-            st.row_means[:, layer] = st.row_weights_on(a.device) @ tok
+            st.row_means[:, layer] = (st.row_weights_on(a.device) @ tok).double()
         if self._diff is not None:
             base = st.base_tok.pop(layer, None)
             if base is None:
                 raise RuntimeError(f"base-model activations of layer {layer} missing for this batch")
-            self._diff.add(layer, w, tok - base.to(device=a.device, dtype=torch.float64))
+            self._diff.add(layer, w, tok - base.to(device=a.device, dtype=torch.float32))
         return None
 
     def _base_hook(self, layer: int, a: torch.Tensor) -> None:
@@ -187,12 +197,12 @@ class NeuronStatsRecorder:
                     raise RmtensionError(f"text tag {tag!r} is not one of the recorder's groups {self.groups}")
                 weights[self.groups.index(tag), r] = 1.0
         token_row = torch.repeat_interleave(torch.arange(rows), lengths)
-        w_tok = torch.from_numpy(weights)[:, token_row]  # (G, n_tok)
+        w_tok = torch.from_numpy(weights).float()[:, token_row]  # (G, n_tok)
         need_means = self._plan is not None and self._plan.has_pairs
         row_w = None
         if need_means:
-            row_w = torch.zeros((rows, int(lengths.sum())), dtype=torch.float64)
-            row_w[token_row, torch.arange(token_row.numel())] = 1.0 / lengths[token_row].to(torch.float64)
+            row_w = torch.zeros((rows, int(lengths.sum())), dtype=torch.float32)
+            row_w[token_row, torch.arange(token_row.numel())] = 1.0 / lengths[token_row].to(torch.float32)
         self._count += (weights * lengths.numpy()[None, :]).sum(axis=1)
         self._texts += weights.sum(axis=1)
         self._batch = _BatchState(mask, w_tok, row_w,
