@@ -52,6 +52,7 @@ def _write(tmp_path: Path, cfg: dict, name: str = "study.yaml") -> Path:
     ({"objectives": ["helpful", "kind"]}, "objectives[1]: unknown value 'kind'"),
     ({"data_dir": "/no/such/dir"}, "data_dir: /no/such/dir is not a folder"),
     ({"neurons": {"k": 0}}, "neurons.k: must be a percentage"),
+    ({"evaluation": {"max_items": {"rm-bench": 0}}}, "evaluation.max_items.rm-bench: expected a positive integer"),
 ])
 def test_config_errors_name_the_key(raw, message):
     with pytest.raises(RmtensionError) as err:
@@ -68,6 +69,16 @@ def test_short_config_gets_defaults_and_shipped_configs_validate(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(RmtensionError, match=r"bad.yaml:\d+: not valid YAML"):
         load_study_config(bad)
+
+
+def test_max_items_per_benchmark(data_dir):
+    from rmtension.study.pipeline import _load_benches
+
+    cfg = config_from_dict({"evaluation": {"benchmarks": ["llmbar", "rm-bench"],
+                                           "max_items": {"llmbar": 2, "default": 3}}})
+    llmbar, rmb = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, str(data_dir))
+    assert all(len(v) == 2 for v in llmbar.subsets().values())
+    assert all(len(v) == 3 for v in rmb.subsets().values())
 
 
 def test_step_keys_follow_settings(tmp_path):

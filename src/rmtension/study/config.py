@@ -40,8 +40,9 @@ class EvaluationSection:
     """Benchmarks every RM is evaluated on."""
 
     benchmarks: list[str] = field(default_factory=lambda: ["rm-bench", "llmbar", "hh-heldout"])
-    max_items: int | None = None
-    """At most this many items per subset (a seeded, stable sample); None: all."""
+    max_items: int | dict[str, int] | None = None
+    """At most this many items per subset (a seeded, stable sample); None: all. A mapping
+    {benchmark: N, default: N} sets it per benchmark."""
     batch_size: int = 16
     max_length: int | None = None
     dtype: str = "float32"
@@ -85,8 +86,8 @@ class AblationSection:
     """Scoring method whose top-k sets are ablated in the tables."""
     benchmarks: list[str] | None = None
     """None: the evaluation benchmarks."""
-    max_items: int | None = None
-    """None: the evaluation's max_items."""
+    max_items: int | dict[str, int] | None = None
+    """None: the evaluation's max_items (an int or a {benchmark: N, default: N} mapping)."""
     random_seed: int = 0
     curves: CurvesSection = field(default_factory=CurvesSection)
 
@@ -229,6 +230,11 @@ def validate(cfg: StudyConfig, base_dir: Path | None = None) -> StudyConfig:
         if not 0 <= k <= 100:
             raise RmtensionError(f"ablation.curves.k[{i}]: must be a percentage in [0, 100], got {k}")
     _check_choice("evaluation.dtype", cfg.evaluation.dtype, ("float32", "bfloat16", "float16"))
+    for where, value in (("evaluation.max_items", cfg.evaluation.max_items), ("ablation.max_items", cfg.ablation.max_items)):
+        if isinstance(value, dict):
+            for key, n in value.items():
+                if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                    raise RmtensionError(f"{where}.{key}: expected a positive integer, got {n!r}")
     for where, names in (("evaluation.benchmarks", cfg.evaluation.benchmarks),
                          ("ablation.benchmarks", cfg.ablation.benchmarks or []),
                          ("ablation.curves.benchmarks", cfg.ablation.curves.benchmarks)):

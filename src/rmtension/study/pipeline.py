@@ -69,10 +69,17 @@ def _rm_dir(train_step: Step) -> Path:
     return train_step.folder / "rm"
 
 
-def _load_benches(names: list[str], max_items: int | None, data_dir: str | None):
+def _limit(max_items: int | dict[str, int] | None, name: str) -> int | None:
+    """Items per subset for one benchmark: an int for all, or {benchmark: N, default: N}."""
+    if isinstance(max_items, dict):
+        return max_items.get(name, max_items.get("default"))
+    return max_items
+
+
+def _load_benches(names: list[str], max_items: int | dict[str, int] | None, data_dir: str | None):
     from rmtension.bench.loaders import load_benchmark, subsample
 
-    return [subsample(load_benchmark(n, data_dir), max_items) for n in names]
+    return [subsample(load_benchmark(n, data_dir), _limit(max_items, n)) for n in names]
 
 
 def _scorer_config(cfg: StudyConfig):
