@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from rmtension.evaluation.evaluate import EvalResult, write_eval, write_json_atomic
+from rmtension.evaluation.evaluate import EvalResult, write_eval
+from rmtension.files import write_json_atomic
 
 CSV_FIELDS = ("set", "count", "site", "mode", "start_layer", "benchmark", "level", "name", "group", "metric", "n",
               "score", "baseline", "delta")

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from rmtension.ablation.ablate import Ablation, apply_ablation
 from rmtension.ablation.resume import LayerResume
 from rmtension.bench.types import Benchmark
-from rmtension.evaluation.evaluate import EvalResult, score_benchmarks, summarise_benchmark
+from rmtension.evaluation.evaluate import EvalResult, score_benchmarks, summarise_benchmarks
 from rmtension.evaluation.scorer import RewardScorer, ScoreReport, ScorerConfig
 from rmtension.neurons.sites import ModelSites, model_sites
 
@@ -212,12 +212,7 @@ def _scoring(rep: ScoreReport, scorer: RewardScorer, seconds: float | None, shar
 def _eval_result(benchmarks: Sequence[Benchmark], tokenizer: Any, template: str, texts: list[str],
                  scores: np.ndarray, scoring: dict[str, Any]) -> EvalResult:
     per_bench = score_benchmarks(_FixedScores(tokenizer, scores, texts), benchmarks, template)  # type: ignore[arg-type]
-    results: dict[str, Any] = {"benchmarks": {}}
-    items: list[dict] = []
-    for bench, sc in zip(benchmarks, per_bench):
-        entry, rows = summarise_benchmark(bench, sc)
-        results["benchmarks"][bench.name] = entry
-        items.extend(rows)
+    results, items = summarise_benchmarks(benchmarks, per_bench)
     results["scoring"] = dict(scoring)
     return EvalResult(results, items)
 

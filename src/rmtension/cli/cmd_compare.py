@@ -54,7 +54,7 @@ def _triples(args: argparse.Namespace):
 
 def run_compare(args: argparse.Namespace) -> int:
     from rmtension.analysis.compare import CompareOptions, compare
-    from rmtension.evaluation.evaluate import write_json_atomic
+    from rmtension.files import write_json_atomic
 
     options = CompareOptions(threshold=args.threshold, margin=args.margin, bins=args.bins, intersect=args.intersect)
     result = compare(_triples(args), options)

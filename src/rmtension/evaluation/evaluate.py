@@ -9,12 +9,10 @@ rejected score and the item's correctness).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -23,6 +21,7 @@ from rmtension.errors import RmtensionError
 from rmtension.evaluation.aggregate import group_means, rewardbench2_overall, rewardbench_overall, rewardbench_section_scores
 from rmtension.evaluation.metrics import SubsetScore, jsonable, rm_bench_summary, score_items, strict_correct
 from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
+from rmtension.files import write_json_atomic, write_jsonl_atomic
 from rmtension.models.formatting import format_for_rm
 from rmtension.registry import Registry
 
@@ -145,18 +144,24 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
     return jsonable(entry), rows
 
 
-def evaluate(model, tokenizer, benchmarks: Sequence[Benchmark], template: str = "hh",
-             scorer_config: ScorerConfig | None = None) -> EvalResult:
-    """Score ``benchmarks`` with one RM (under whatever hooks are active on ``model``)."""
-    scorer = RewardScorer(model, tokenizer, scorer_config)
-    t0 = time.perf_counter()
-    all_scores = score_benchmarks(scorer, benchmarks, template)
+def summarise_benchmarks(benchmarks: Sequence[Benchmark], all_scores: Sequence[list[tuple[list[float], list[float]]]]
+                         ) -> tuple[dict[str, Any], list[dict]]:
+    """``summarise_benchmark`` over several benchmarks: the ``results`` dict (scoring info still to add) and all rows."""
     results: dict[str, Any] = {"benchmarks": {}}
     items: list[dict] = []
     for bench, scores in zip(benchmarks, all_scores):
         entry, rows = summarise_benchmark(bench, scores)
         results["benchmarks"][bench.name] = entry
         items.extend(rows)
+    return results, items
+
+
+def evaluate(model, tokenizer, benchmarks: Sequence[Benchmark], template: str = "hh",
+             scorer_config: ScorerConfig | None = None) -> EvalResult:
+    """Score ``benchmarks`` with one RM (under whatever hooks are active on ``model``)."""
+    scorer = RewardScorer(model, tokenizer, scorer_config)
+    t0 = time.perf_counter()
+    results, items = summarise_benchmarks(benchmarks, score_benchmarks(scorer, benchmarks, template))
     rep = scorer.last_report
     results["scoring"] = {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated,
                           "tokens": rep.tokens, "padded_tokens": rep.padded_tokens, "batches": rep.batches,
@@ -175,25 +180,6 @@ def _version() -> str:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON through a temporary sibling so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(jsonable(obj), fh, indent=2, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(jsonable(row), allow_nan=False) + "\n")
-    os.replace(tmp, path)
 
 
 def write_eval(out_dir: str | Path, result: EvalResult) -> None:

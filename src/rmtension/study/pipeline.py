@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 from rmtension.errors import RmtensionError
 from rmtension.study.config import StudyConfig
-from rmtension.study.steps import Step, write_json_atomic
+from rmtension.files import write_json_atomic
+from rmtension.study.steps import Step
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,44 @@
+"""Atomic JSON writers shared by every stage that leaves results on disk.
+
+Why atomic: studies are resumed after crashes and a file's presence marks a finished piece of work
+(``results.json``, a step's marker). Writing through a temporary sibling and renaming means a reader
+sees either the old file or the whole new one, never half of it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from rmtension.evaluation.metrics import jsonable
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Strict JSON (NaN becomes null; paths and other objects become strings), indented."""
+    def write(fh: Any) -> None:
+        json.dump(jsonable(obj), fh, indent=2, allow_nan=False, default=str)
+        fh.write("\n")
+    _write_atomic(path, write)
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
+    """One strict-JSON object per line."""
+    def write(fh: Any) -> None:
+        for row in rows:
+            fh.write(json.dumps(jsonable(row), allow_nan=False, default=str) + "\n")
+    _write_atomic(path, write)
