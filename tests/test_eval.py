@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import torch
 
 from rmtension.bench.loaders import load_benchmark
 from rmtension.cli.main import main
-from rmtension.evaluation.evaluate import evaluate, read_items, read_results
+from rmtension.evaluation.aggregate import bootstrap_macro_ci
+from rmtension.evaluation.evaluate import BOOTSTRAP_RESAMPLES, evaluate, read_items, read_results
 from rmtension.evaluation.metrics import (
     best_of_n_correct,
     pairwise_correct,
@@ -113,6 +115,7 @@ def check_recomputable(results: dict, items: list[dict]) -> None:
     for bench, entry in results["benchmarks"].items():
         assert set(entry) >= {"subsets", "groups", "aggregate"}
         group_scores: dict[str, list[float]] = defaultdict(list)
+        group_correct: dict[str, list[list[float]]] = defaultdict(list)
         for subset, s in entry["subsets"].items():
             rows = rows_by[(bench, subset)]
             assert set(s) >= {"metric", "score", "n", "group"}
@@ -130,9 +133,18 @@ def check_recomputable(results: dict, items: list[dict]) -> None:
                 for key in ("hard", "normal", "easy"):
                     assert _close(s[key], parts[key]), f"{bench}/{subset}: {key}"
             group_scores[s["group"]].append(s["score"])
+            group_correct[s["group"]].append(correct)
+            # the 95% interval: a bootstrap of these items (seeded), around the score
+            ci = bootstrap_macro_ci([correct], n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+            assert s["ci95"] == {"low": ci.low, "high": ci.high}, f"{bench}/{subset}: ci95"
+            assert ci.low <= s["score"] <= ci.high
         for g in ("helpful", "harmless"):
             want = float(np.mean(group_scores[g])) if group_scores[g] else None
             assert _close(entry["groups"][g], want), f"{bench}: {g} group mean"
+            if group_scores[g]:
+                ci = bootstrap_macro_ci(group_correct[g], n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+                assert entry["groups_ci95"][g] == {"low": ci.low, "high": ci.high}, f"{bench}: {g} group ci95"
+                assert ci.low <= entry["groups"][g] <= ci.high
         agg = entry["aggregate"]
         assert _close(agg["mean"], float(np.mean([s["score"] for s in entry["subsets"].values()])))
         if bench == "rm-bench":
@@ -156,6 +168,7 @@ def test_eval_cli_real_and_generic_benchmarks(rm_dir, data_dir, tmp_path, capsys
     assert rc == 0
     printed = capsys.readouterr().out
     assert "rm-bench:" in printed and "llmbar-natural" in printed and "results.json" in printed
+    assert re.search(r"group means: helpful \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", printed)  # with its 95% interval
     results, items = read_results(out), read_items(out)
     assert set(results["benchmarks"]) == {"rm-bench", "llmbar", "mybench"}
     assert results["rm"]["backbone"] == "tiny-gpt2" and results["rm"]["objective"] == "mixed"

@@ -365,6 +365,27 @@ def test_bootstrap_deterministic_and_sane():
         agg.bootstrap_ci([1.0, float("nan")])
 
 
+def test_bootstrap_macro_ci_weights_subsets_equally():
+    # one subset of 1 item (all right) and one of 3 items (all wrong): the group mean is the mean of
+    # the two subset accuracies, 0.5, not the pooled 1/4; constant subsets leave no spread
+    iv = agg.bootstrap_macro_ci([[1.0], [0.0, 0.0, 0.0]], n_resamples=200)
+    assert (iv.estimate, iv.low, iv.high) == (0.5, 0.5, 0.5)
+    # empty subsets are left out, like NaN scores in group_means
+    assert agg.bootstrap_macro_ci([[], [1.0, 1.0]], n_resamples=50).estimate == 1.0
+    assert math.isnan(agg.bootstrap_macro_ci([[], []]).low)
+    # one subset: exactly the plain bootstrap (same draws)
+    x = np.random.default_rng(1).random(40)
+    one, plain = agg.bootstrap_macro_ci([x], seed=5, n_resamples=700), agg.bootstrap_ci(x, seed=5, n_resamples=700)
+    assert (one.low, one.high) == (plain.low, plain.high)
+    # two independent subsets of 100 at 0.7 and 0.3: var of the mean = (.21/100 + .21/100) / 4, sd ≈ 0.032,
+    # so the 95% interval is about 0.5 ± 0.064 (narrower than either subset's own ±0.09)
+    two = agg.bootstrap_macro_ci([[1.0] * 70 + [0.0] * 30, [1.0] * 30 + [0.0] * 70], n_resamples=4000)
+    assert two.estimate == pytest.approx(0.5)
+    assert 0.42 < two.low < 0.46 and 0.54 < two.high < 0.58
+    with pytest.raises(RmtensionError):
+        agg.bootstrap_macro_ci([[1.0], [float("inf")]])
+
+
 def test_wilson_interval():
     # 0 of 10 at 95%: upper bound z² / (n + z²) = 3.8415 / 13.8415 = 0.27754, lower 0
     w = agg.wilson_interval(0, 10)

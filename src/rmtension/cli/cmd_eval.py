@@ -103,17 +103,23 @@ def run_eval(args: argparse.Namespace) -> int:
     result.results["ablation"] = ablation_meta
     write_eval(args.out, result)
     for name, entry in result.results["benchmarks"].items():
-        g = entry["groups"]
-        parts = ", ".join(f"{k} {v:.3f}" for k, v in g.items() if v is not None)
+        cis = entry.get("groups_ci95", {})
+        parts = ", ".join(f"{k} {v:.3f}{_ci_text(cis.get(k))}" for k, v in entry["groups"].items() if v is not None)
         print(f"{name}: {entry['aggregate']['items']} items; group means: {parts or 'n/a'}")
         for sub, s in entry["subsets"].items():
-            score = "n/a" if s["score"] is None else f"{s['score']:.3f}"
+            score = "n/a" if s["score"] is None else f"{s['score']:.3f}{_ci_text(s.get('ci95'))}"
             print(f"  {sub:28s} {s['metric']:16s} {score}  (n={s['n']}, {s['group']})")
         headline = _aggregate_line(entry["aggregate"])
         if headline:
             print(f"  {headline}")
     print(f"wrote {Path(args.out) / 'results.json'} and items.jsonl")
     return 0
+
+
+def _ci_text(ci: dict | None) -> str:
+    if not ci or ci.get("low") is None:
+        return ""
+    return f" [{ci['low']:.3f}, {ci['high']:.3f}]"
 
 
 def _aggregate_line(agg: dict[str, Any]) -> str:

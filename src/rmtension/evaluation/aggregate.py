@@ -250,26 +250,42 @@ def bootstrap_ci(correct: Sequence[float] | np.ndarray, *, n_resamples: int = 10
     default linear interpolation). Fractional correctness (1/k, ninths) is resampled as is. Empty
     input gives NaN bounds; a NaN in ``correct`` is an error.
     """
+    return bootstrap_macro_ci([correct], n_resamples=n_resamples, confidence=confidence, seed=seed)
+
+
+def bootstrap_macro_ci(strata: Sequence[Sequence[float] | np.ndarray], *, n_resamples: int = 10_000,
+                       confidence: float = 0.95, seed: int = 0) -> Interval:
+    """Percentile bootstrap interval for a mean of subset accuracies (a helpful/harmless group mean).
+
+    Why stratified: the paper's group score is the unweighted mean of its subsets' accuracies, so a
+    small subset counts as much as a large one. Pooling the items and resampling them would estimate a
+    different (item-weighted) number; instead every subset is resampled on its own, with its own size,
+    and each resample's subset means are averaged. With one subset this is ``bootstrap_ci``. Empty
+    subsets are left out (as ``group_means`` leaves out NaN scores); none left gives NaN bounds.
+    """
     _check_confidence(confidence)
     if n_resamples < 1:
         raise RmtensionError(f"n_resamples must be at least 1, got {n_resamples}")
-    x = np.asarray(correct, dtype=float).ravel()
-    if x.size == 0:
+    xs = [np.asarray(c, dtype=float).ravel() for c in strata]
+    xs = [x for x in xs if x.size]
+    if not xs:
         nan = float("nan")
         return Interval(nan, nan, nan, confidence, "percentile-bootstrap")
-    if not np.all(np.isfinite(x)):
+    if not all(np.all(np.isfinite(x)) for x in xs):
         raise RmtensionError("bootstrap_ci: per-item correctness contains NaN/inf")
-    n = x.size
     rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples, dtype=float)
-    chunk = max(1, min(n_resamples, 4_000_000 // n))  # bound memory at ~32 MB of indices
+    means = np.zeros(n_resamples, dtype=float)
+    chunk = max(1, min(n_resamples, 4_000_000 // max(x.size for x in xs)))  # bound memory at ~32 MB of indices
     for start in range(0, n_resamples, chunk):
         stop = min(n_resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = x[idx].mean(axis=1)
+        for x in xs:
+            idx = rng.integers(0, x.size, size=(stop - start, x.size))
+            means[start:stop] += x[idx].mean(axis=1)
+    means /= len(xs)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.percentile(means, [100 * alpha, 100 * (1 - alpha)])
-    return Interval(float(x.mean()), float(low), float(high), confidence, "percentile-bootstrap")
+    estimate = float(np.mean([x.mean() for x in xs]))
+    return Interval(estimate, float(low), float(high), confidence, "percentile-bootstrap")
 
 
 def wilson_interval(successes: float, n: int, *, confidence: float = 0.95) -> Interval:
