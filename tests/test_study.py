@@ -142,6 +142,10 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     nh, na = load_set(files["helpful"]), load_set(files["harmless"])
     shared = next(a for a in summary["ablation"] if a["set"] == "shared")
     assert shared["size"] == int((nh.mask & na.mask).sum())
+    # Each RM draws its own random set, so the random row of the overlap is chance level (Jaccard ≈
+    # k/(2−k) ≈ 0.05 at 10%), not the same set twice (Jaccard 1).
+    rand = next(o for o in summary["overlap"] if o["method"] == "random")["helpful_harmless"]
+    assert rand["a"] == rand["b"] > 0 and rand["jaccard"] < 0.5
     # 3. Nothing changed: a third run only gathers, and is quick.
     t0 = time.time()
     assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]) == 0

@@ -63,6 +63,7 @@ class NeuronsSection:
     batch_size: int = 8
     max_length: int | None = 512
     seed: int = 0
+    """Seed of the `random` method, mixed with each RM's name: every RM draws its own random set."""
 
 
 @dataclass

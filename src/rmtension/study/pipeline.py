@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-
 from rmtension.errors import RmtensionError
-from rmtension.study.config import StudyConfig
 from rmtension.files import write_json_atomic
+from rmtension.study.config import StudyConfig
 from rmtension.study.steps import Step
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,17 @@ def _do_eval(cfg: StudyConfig, train_step: Step, data_dir: str | None) -> Callab
     return action
 
 
+def _rm_score_seed(seed: int, train_step: Step) -> int:
+    """The seed of one RM's ``random`` neuron scores: the study's seed mixed with the RM's name.
+
+    Why: with one seed for every RM, the helpful and harmless RMs' random "top-k" sets were the same
+    set, and their overlap (Jaccard 1) said nothing. Independent draws per RM make the random row of
+    the overlap table the chance level that the real methods are read against (Jaccard ≈ k/(2−k)).
+    """
+    digest = hashlib.sha256(f"{int(seed)}/{train_step.name}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
 def _do_neurons(cfg: StudyConfig, train_step: Step, source: str, data_dir: str | None) -> Callable[[Step], dict]:
     def action(step: Step) -> dict:
         from rmtension.neurons.pipeline import ScoreRequest, score_rm
@@ -157,7 +168,7 @@ def _do_neurons(cfg: StudyConfig, train_step: Step, source: str, data_dir: str |
         save_stats(step.folder / "stats.npz", stats)
         out = {}
         for method in nc.methods:
-            scores = compute_scores(stats, method, "all", nc.seed)
+            scores = compute_scores(stats, method, "all", _rm_score_seed(nc.seed, train_step))
             s = select_top(scores, nc.k, per_layer=nc.per_layer,
                            meta={"rm": req.rm, "data": source, "method": method, "site": nc.site, "k": nc.k,
                                  "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
@@ -245,7 +256,7 @@ def _do_curves(cfg: StudyConfig, train_step: Step, neuron_step: Step, data_dir: 
         stats, _ = load_stats(neuron_step.folder / "stats.npz")
         named = []
         for method in cv.methods:
-            scores = compute_scores(stats, method, "all", cfg.neurons.seed)
+            scores = compute_scores(stats, method, "all", _rm_score_seed(cfg.neurons.seed, train_step))
             for k in cv.k:
                 if k > 0:
                     named.append((f"{method}-k{k:g}", select_top(scores, k, meta={"method": method, "k": k})))
