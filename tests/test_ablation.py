@@ -335,6 +335,20 @@ def test_eval_ablate_and_ablate_sweep_end_to_end(capsys, tmp_path, saved_rm, dat
     ev = read_results(tmp_path / "eval")
     assert ev["ablation"]["count"] == len(range(0, ms.n_neurons, 3)) and ev["ablation"]["mode"] == "zero"
     assert ev["ablation"]["file"] == str(set_file)
+    # the other modes reach eval too: scaling by 0 is zeroing, scaling by 1 changes nothing
+    for factor in ("0", "1"):
+        rc, _out, err = _run(capsys, "eval", "--rm", saved_rm, "--bench", "hh-heldout", "--bench", "rm-bench:chat",
+                             "--ablate", set_file, "--mode", "scale", "--factor", factor,
+                             "--out", tmp_path / f"eval-x{factor}", "--data-dir", data_dir, *COMMON)
+        assert rc == 0, err
+        assert read_results(tmp_path / f"eval-x{factor}")["ablation"]["mode"] == "scale"
+    flat = lambda d: np.array([s for r in read_items(d) for s in r["chosen_scores"] + r["rejected_scores"]])  # noqa: E731
+    np.testing.assert_allclose(flat(tmp_path / "eval-x0"), flat(tmp_path / "eval"), rtol=1e-6, atol=1e-6)
+    plain = tmp_path / "eval-plain"
+    assert _run(capsys, "eval", "--rm", saved_rm, "--bench", "hh-heldout", "--bench", "rm-bench:chat",
+                "--out", plain, "--data-dir", data_dir, *COMMON)[0] == 0
+    np.testing.assert_allclose(flat(tmp_path / "eval-x1"), flat(plain), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(flat(tmp_path / "eval"), flat(plain))  # the set does change the scores
 
     rc, out, err = _run(capsys, "ablate", "--rm", saved_rm, "--bench", "hh-heldout", "--bench", "rm-bench:chat",
                         "--sets", set_file, "--random-like", set_file, "--seeds", "0,1",
@@ -387,6 +401,7 @@ def test_cli_user_errors_are_one_line(capsys, tmp_path, saved_rm, data_dir):
     bad = save_set(tmp_path / "gpt2-shaped.json", NeuronSet.empty(5, 7))
     for argv in (
         ("eval", "--rm", saved_rm, "--bench", "hh-heldout", "--ablate", bad, "--out", tmp_path / "e"),
+        ("eval", "--rm", saved_rm, "--bench", "hh-heldout", "--mode", "scale", "--factor", "0", "--out", tmp_path / "e"),
         ("ablate", "--rm", saved_rm, "--bench", "hh-heldout", "--sets", bad, "--out", tmp_path / "a"),
         ("ablate", "--rm", saved_rm, "--bench", "hh-heldout", "--out", tmp_path / "a"),
         ("ablate", "--rm", saved_rm, "--bench", "hh-heldout", "--sets", tmp_path / "missing.json", "--out", tmp_path / "a"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rmtension.cli.cmd_eval import add_rm_and_bench_options, load_benches, rm_record, scorer_config
+from rmtension.cli.cmd_eval import add_ablation_mode_options, add_rm_and_bench_options, load_benches, rm_record, scorer_config
 from rmtension.cli.common import add_json, print_json
 
 
@@ -47,14 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="curve mode: score methods to select by, comma-separated (default: each file's own; "
                    "random uses --seeds; change needs statistics recorded with the base model)")
     g.add_argument("--per-layer", action="store_true", help="curve mode: top k%% of every layer instead of overall")
-    a = p.add_argument_group("ablation")
-    a.add_argument("--mode", choices=("zero", "mean", "scale"), default="zero",
-                   help="zero (default, the paper), mean (replace by the mean from --means) or scale (by --factor)")
-    a.add_argument("--factor", type=float, default=None, help="scale mode: multiply the activations by this")
-    a.add_argument("--means", default=None, metavar="STATS_FILE",
-                   help="mean mode: statistics file (`rmtension neurons score`) whose per-neuron means replace them")
-    a.add_argument("--means-pool", choices=("all", "chosen", "rejected"), default="all",
-                   help="mean mode: tokens the means are taken over (default all)")
+    a = add_ablation_mode_options(p)
     a.add_argument("--no-share", action="store_true",
                    help="run every set as a full forward pass (for checking the shared-work sweep)")
     add_json(p)

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from rmtension.bench.groups import load_group_overrides
 from rmtension.bench.loaders import BENCHMARKS, load_benchmark, subsample
 from rmtension.cli.common import add_data_dir
+from rmtension.errors import RmtensionError
 from rmtension.evaluation.scorer import ScorerConfig
 
 
@@ -60,6 +61,19 @@ def add_rm_and_bench_options(p: argparse.ArgumentParser) -> None:
     add_scorer_options(p)
 
 
+def add_ablation_mode_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """How ablated neurons are changed (eval --ablate, ablate): the same four options for both."""
+    a = p.add_argument_group("ablation")
+    a.add_argument("--mode", choices=("zero", "mean", "scale"), default="zero",
+                   help="zero (default, the paper), mean (replace by the mean from --means) or scale (by --factor)")
+    a.add_argument("--factor", type=float, default=None, help="scale mode: multiply the activations by this")
+    a.add_argument("--means", default=None, metavar="STATS_FILE",
+                   help="mean mode: statistics file (`rmtension neurons score`) whose per-neuron means replace them")
+    a.add_argument("--means-pool", choices=("all", "chosen", "rejected"), default="all",
+                   help="mean mode: tokens the means are taken over (default all)")
+    return a
+
+
 def load_benches(args: argparse.Namespace) -> list:
     """The --bench benchmarks, with --groups overrides applied and --max-items sampling."""
     if args.groups:
@@ -79,7 +93,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "apply each subset's metric, and write OUT/results.json and OUT/items.jsonl.")
     add_rm_and_bench_options(p)
     p.add_argument("--ablate", default=None, metavar="NEURONS_FILE",
-                   help="zero these neurons (a neuron-set file from `rmtension neurons select`) during scoring")
+                   help="ablate these neurons (a neuron-set file from `rmtension neurons select`) during scoring; "
+                   "--mode says how (zero by default)")
+    add_ablation_mode_options(p)
     p.set_defaults(func=run_eval)
 
 
@@ -87,6 +103,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from rmtension.evaluation.evaluate import evaluate, write_eval
     from rmtension.models.reward_model import load_reward_model
 
+    if not args.ablate and (args.mode != "zero" or args.factor is not None or args.means is not None):
+        raise RmtensionError("--mode, --factor and --means say how to ablate: give the neurons with --ablate FILE")
     benches = load_benches(args)
     with quiet_model_loading():
         model, tokenizer, info = load_reward_model(args.rm)
@@ -96,7 +114,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.ablate:
         from rmtension.ablation.ablate import ablation_from_file
 
-        ablation_ctx, ablation_meta = ablation_from_file(model, args.ablate)
+        ablation_ctx, ablation_meta = ablation_from_file(model, args.ablate, args.mode, factor=args.factor,
+                                                         means=args.means, means_pool=args.means_pool)
     with ablation_ctx:
         result = evaluate(model, tokenizer, benches, template=template, scorer_config=scorer_config(args))
     result.results["rm"] = rm_record(args, info, template)
