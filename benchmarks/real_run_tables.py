@@ -83,18 +83,18 @@ def heldout_table(summary: dict) -> tuple[str, dict]:
 
 
 def rm_bench_table(summary: dict) -> str:
-    lines = ["| RM | domain | n | hard | normal | easy | average |", "|---|---|---|---|---|---|---|"]
+    lines = ["| RM | subset | n | hard | normal | easy | average |", "|---|---|---|---|---|---|---|"]
     for run in summary["runs"]:
         entry = run["eval"].get("rm-bench")
         if not entry:
             continue
         agg = entry["aggregate"]
-        for dom, d in agg.get("domains", {}).items():
-            lines.append(f"| {run['objective']}-s{run['seed']} | {dom} | {d['n']} | {d['hard']:.3f} | {d['normal']:.3f} | "
-                         f"{d['easy']:.3f} | {d['average']:.3f} |")
+        for sub, d in entry["subsets"].items():  # the four offline files; RM-Bench's own "safety" domain joins the last two
+            lines.append(f"| {run['objective']}-s{run['seed']} | {sub} ({d['group']}) | {d['n']} | {d['hard']:.3f} | "
+                         f"{d['normal']:.3f} | {d['easy']:.3f} | {d['score']:.3f} |")
         g = entry["groups"]
-        lines.append(f"| {run['objective']}-s{run['seed']} | **all** (helpful group {g['helpful']:.3f}, harmless group "
-                     f"{g['harmless']:.3f}) | {agg['items']} | {agg['hard']:.3f} | {agg['normal']:.3f} | {agg['easy']:.3f} | "
+        lines.append(f"| {run['objective']}-s{run['seed']} | **overall** (RM-Bench's mean over chat, code, safety; helpful group "
+                     f"{g['helpful']:.3f}, harmless group {g['harmless']:.3f}) | {agg['items']} | {agg['hard']:.3f} | {agg['normal']:.3f} | {agg['easy']:.3f} | "
                      f"{agg['average']:.3f} |")
     return "\n".join(lines)
 
@@ -131,9 +131,17 @@ def neuron_tables(summary: dict) -> str:
 
 
 def _set_items(study: Path, ab: dict, name: str) -> Path | None:
-    pattern = f"steps/ablate-*/{ab['backbone']}__{ab['rm_objective']}-s{ab['seed']}-*/{name}/items.jsonl"
-    found = sorted(study.glob(pattern))
-    return found[0] if found else None
+    """The items.jsonl of set ``name`` (or "baseline") in the ablation step that ran ``ab``.
+
+    Own-neuron ablations live in ``ablate-own/<backbone>__<objective>-s<seed>-<key>``, the mixed RM's
+    shared / helpful-only / harmless-only sets in ``ablate-mixed/<backbone>__s<seed>-<key>``.
+    """
+    for folder in (f"ablate-own/{ab['backbone']}__{ab['rm_objective']}-s{ab['seed']}-*",
+                   f"ablate-mixed/{ab['backbone']}__s{ab['seed']}-*"):
+        found = sorted(study.glob(f"steps/{folder}/{ab['name']}/items.jsonl"))
+        if found:
+            return found[0].parent.parent / name / "items.jsonl"
+    return None
 
 
 def ablation_table(study: Path, summary: dict) -> str:
@@ -169,7 +177,7 @@ def main() -> None:
     print(table + "\n")
     for v in info["verdicts"]:
         print(f"- {v}")
-    print("\n### RM-Bench (the four offline domains; score = mean of the 3×3 style matrix)\n")
+    print("\n### RM-Bench (the four offline subsets; a subset's score is the mean of its 3×3 style matrix)\n")
     print(rm_bench_table(summary) + "\n")
     print("### LLMBar\n")
     print(llmbar_table(summary) + "\n")
