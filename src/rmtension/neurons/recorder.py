@@ -7,10 +7,11 @@ recorder's hooks fire inside that forward and reduce each layer's activations at
 
 * only real tokens count: ``activations[attention_mask]`` drops the padding before anything
   is summed (the paper's code padded to 1024 and averaged the pads in);
-* the reduction is one float32 matrix product per layer — token weights (groups × tokens) times
-  the per-token features [a, |a|, a², a > 0] (tokens × 4·neurons) — added into float64 running
-  totals, so nothing larger than one batch is ever held, and the memory does not grow with the
-  number of texts;
+* each text's real tokens are one contiguous span of its batch row, reduced in place (no copy of the
+  activations) to four per-text sums [Σa, Σ|a|, Σa², #(a > 0)] in float32; the texts' group weights
+  then combine those rows into float64 running totals, so nothing larger than one batch is ever
+  held, and the memory does not grow with the number of texts. The per-text sums also give the
+  per-text means (for the pair RMSD) for free;
 * the base model (for the change score) runs in ``before_batch`` on the identical ``Batch``;
   its activations at real tokens (float32, tokens × layers × neurons of that one batch) are
   held until the RM's forward reaches the same layer, then dropped — lower ``--batch-size`` if
@@ -48,29 +49,45 @@ def _autocast(device: torch.device, dtype: str):
     return torch.autocast(device_type=device.type, dtype=dt)
 
 
-class _Accumulator:
-    """Float64 running sums for one block (activations or change), G × L × N each.
+def _row_sums(a: torch.Tensor, spans: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """(rows, 4, N) float32: per batch row, [Σa, Σ|a|, Σa², #(a > 0)] over its real-token span.
 
-    Each batch's contribution is one float32 matrix product of the token weights with the four
-    per-token features [a, |a|, a², a > 0] side by side; only the running totals are float64. A
-    batch sums at most a few thousand tokens, so float32 loses nothing that matters there (relative
-    error ~1e-7), while float64 products with two rows ran ~3× slower and made the statistics pass
-    cost noticeably more than the forward pass it rides on (benchmarks/RESULTS.md).
+    Why this shape of computation: the spans are views of the hooked (rows, T, N) activations, and
+    the vector norms reduce them without temporaries, so each layer reads its activations about
+    four times and writes almost nothing. Gathering the real tokens and multiplying a
+    [a, |a|, a², a > 0] feature matrix by the token weights (the earlier way) wrote ~4× the
+    activations per layer and ran 2.6× slower (benchmarks/RESULTS.md). A span holds at most the
+    max length's tokens, so float32 sums lose nothing that matters (relative error ~1e-7).
     """
+    out = torch.empty((len(spans), 4, a.shape[-1]), dtype=torch.float32, device=a.device)
+    for r, (s, e) in enumerate(spans):
+        x = a[r, s:e]
+        if x.dtype != torch.float32:
+            x = x.float()
+        torch.sum(x, dim=0, out=out[r, 0])
+        torch.linalg.vector_norm(x, 1, dim=0, out=out[r, 1])
+        torch.linalg.vector_norm(x, 2, dim=0, out=out[r, 2])
+        out[r, 2].square_()
+        out[r, 3] = (x > 0).sum(dim=0)
+    return out
+
+
+class _Accumulator:
+    """Float64 running sums for one block (activations or change), G × L × N each."""
 
     def __init__(self, groups: int, layers: int, neurons: int, device: torch.device):
         self.neurons = neurons
         self.t = {m: torch.zeros((groups, layers, neurons), dtype=torch.float64, device=device) for m in MOMENTS}
 
-    def add(self, layer: int, weights: torch.Tensor, tok: torch.Tensor) -> None:
-        """weights: (G, n_tok) float32; tok: (n_tok, N) float32, both on the activations' device.
+    def add(self, layer: int, weights: torch.Tensor, row_sums: torch.Tensor) -> None:
+        """weights: (G, rows) float64, how much each batch row counts in each group; row_sums: (rows, 4, N).
 
-        The products land on the accumulators' device (a no-op unless the model is split
-        across devices, where later layers live elsewhere).
+        The product lands on the accumulators' device (a no-op unless the model is split across
+        devices, where later layers live elsewhere).
         """
         dev = self.t["sum"].device
-        feats = torch.cat([tok, tok.abs(), tok.square(), (tok > 0).to(tok.dtype)], dim=1)
-        prod = (weights @ feats).to(device=dev, dtype=torch.float64)
+        rows = row_sums.shape[0]
+        prod = (weights @ row_sums.reshape(rows, -1).to(dtype=torch.float64)).to(dev)
         n = self.neurons
         for k, m in enumerate(MOMENTS):
             self.t[m][:, layer] += prod[:, k * n:(k + 1) * n]
@@ -144,22 +161,22 @@ class NeuronStatsRecorder:
         st = self._batch
         if st is None:  # a forward pass outside the scorer's batches: not ours to count
             return None
-        tok = a[st.mask_on(a.device)].float()
+        sums = _row_sums(a, st.spans)
         w = st.weights_on(a.device)
-        self._acc.add(layer, w, tok)  # type: ignore[union-attr]
+        self._acc.add(layer, w, sums)  # type: ignore[union-attr]
         if st.row_means is not None:
-            st.row_means[:, layer] = (st.row_weights_on(a.device) @ tok).double()
+            st.row_means[:, layer] = (sums[:, 0] / st.lengths_on(a.device)[:, None]).double()
         if self._diff is not None:
-            base = st.base_tok.pop(layer, None)
+            base = st.base_act.pop(layer, None)
             if base is None:
                 raise RuntimeError(f"base-model activations of layer {layer} missing for this batch")
-            self._diff.add(layer, w, tok - base.to(device=a.device, dtype=torch.float32))
+            self._diff.add(layer, w, _row_sums(a.float() - base.to(a.device), st.spans))
         return None
 
     def _base_hook(self, layer: int, a: torch.Tensor) -> None:
         st = self._batch
-        if st is not None:
-            st.base_tok[layer] = a[st.mask_on(a.device)].float()
+        if st is not None:  # a copy: the module may reuse its output buffer
+            st.base_act[layer] = a.detach().to(torch.float32, copy=True)
         return None
 
     # ------------------------------------------------------------------ per call / per batch
@@ -187,6 +204,7 @@ class NeuronStatsRecorder:
         mask = batch.attention_mask.bool()
         lengths = mask.sum(dim=1)
         rows = len(batch.text_index)
+        spans = _spans(mask)
         weights = np.zeros((G, rows))
         for r, t in enumerate(batch.text_index):
             if self._plan is not None:
@@ -196,16 +214,10 @@ class NeuronStatsRecorder:
                 if tag not in self.groups:
                     raise RmtensionError(f"text tag {tag!r} is not one of the recorder's groups {self.groups}")
                 weights[self.groups.index(tag), r] = 1.0
-        token_row = torch.repeat_interleave(torch.arange(rows), lengths)
-        w_tok = torch.from_numpy(weights).float()[:, token_row]  # (G, n_tok)
         need_means = self._plan is not None and self._plan.has_pairs
-        row_w = None
-        if need_means:
-            row_w = torch.zeros((rows, int(lengths.sum())), dtype=torch.float32)
-            row_w[token_row, torch.arange(token_row.numel())] = 1.0 / lengths[token_row].to(torch.float32)
         self._count += (weights * lengths.numpy()[None, :]).sum(axis=1)
         self._texts += weights.sum(axis=1)
-        self._batch = _BatchState(mask, w_tok, row_w,
+        self._batch = _BatchState(spans, torch.from_numpy(weights), lengths.to(torch.float32),
                                   torch.zeros((rows, L, N), dtype=torch.float64, device=dev) if need_means else None)
         if self.base is not None:
             base_dev = next(self.base.parameters()).device
@@ -214,7 +226,7 @@ class NeuronStatsRecorder:
                 base_dev = dev
             with torch.inference_mode(), _autocast(base_dev, self.autocast):
                 self.base(input_ids=batch.input_ids.to(base_dev), attention_mask=batch.attention_mask.to(base_dev))
-            if len(self._batch.base_tok) != L:
+            if len(self._batch.base_act) != L:
                 raise RuntimeError("the base model's hooks did not see every layer")
 
     def after_batch(self, batch, scores: torch.Tensor) -> None:
@@ -249,10 +261,10 @@ class NeuronStatsRecorder:
 class _BatchState:
     """What the hooks of one batch need, moved to the activations' device once."""
 
-    def __init__(self, mask: torch.Tensor, weights: torch.Tensor, row_weights: torch.Tensor | None,
+    def __init__(self, spans: list[tuple[int, int]], weights: torch.Tensor, lengths: torch.Tensor,
                  row_means: torch.Tensor | None):
-        self.mask, self.weights, self.row_weights, self.row_means = mask, weights, row_weights, row_means
-        self.base_tok: dict[int, torch.Tensor] = {}
+        self.spans, self.weights, self.lengths, self.row_means = spans, weights, lengths, row_means
+        self.base_act: dict[int, torch.Tensor] = {}
         self._cache: dict[tuple[str, torch.device], torch.Tensor] = {}
 
     def _on(self, name: str, t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -261,15 +273,24 @@ class _BatchState:
             self._cache[key] = t.to(device)
         return self._cache[key]
 
-    def mask_on(self, device: torch.device) -> torch.Tensor:
-        return self._on("mask", self.mask, device)
-
     def weights_on(self, device: torch.device) -> torch.Tensor:
         return self._on("weights", self.weights, device)
 
-    def row_weights_on(self, device: torch.device) -> torch.Tensor:
-        assert self.row_weights is not None
-        return self._on("row_weights", self.row_weights, device)
+    def lengths_on(self, device: torch.device) -> torch.Tensor:
+        return self._on("lengths", self.lengths, device)
+
+
+def _spans(mask: torch.Tensor) -> list[tuple[int, int]]:
+    """Each row's real tokens as one (start, end) span; the scorer pads on one side only."""
+    spans = []
+    for r, row in enumerate(mask):
+        idx = torch.nonzero(row).flatten()
+        s, e = (int(idx[0]), int(idx[-1]) + 1) if idx.numel() else (0, 0)
+        if e - s != idx.numel():
+            raise RmtensionError(f"batch row {r}: the attention mask has holes; the recorder needs each text's "
+                                 "tokens in one contiguous span (pad on one side)")
+        spans.append((s, e))
+    return spans
 
 
 class _CallPlan:
