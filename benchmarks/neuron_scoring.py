@@ -582,9 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"activations the paper's approach holds: one batch {B} × {ML} × {L} layers × {N} × 4 B = "
           f"{L * B * ML * N * 4 / MB:,.0f} MB (twice while stacking); at 1024: {L * B * 1024 * N * 4 / MB:,.0f} MB; "
           f"kept for a whole dataset, e.g. all 2,303 harmless-base pairs at 1024: {proj / 1024**3:,.0f} GiB")
-    print(f"ours holds per batch: a float64 copy of one layer's real-token activations (≤ {B} × {ML} × {N} × 8 B = "
-          f"{B * ML * N * 8 / MB:.0f} MB) and its temporaries; with the base model also the base's activations of all "
-          f"layers at real tokens (float32, ≤ {B * ML * L * N * 4 / MB:,.0f} MB); per-text mean vectors "
+    print(f"ours holds per batch: per-text sums of one layer ({B} × 4 × {N} float32 = {B * 4 * N * 4 / 1024:.0f} KiB; the "
+          f"activations are reduced in place, span by span); with the base model also the base's activations of all "
+          f"layers (float32, ≤ {B * ML * L * N * 4 / MB:,.0f} MB); per-text mean vectors "
           f"({L * N * 8 / 1024:.0f} KiB each) wait for their pair partner within a chunk of ≤ 512 pairs")
     print()
     for line in check_lines:
