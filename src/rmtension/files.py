@@ -1,4 +1,4 @@
-"""Atomic JSON writers shared by every stage that leaves results on disk.
+"""Atomic file writers shared by every stage that leaves results on disk.
 
 Why atomic: studies are resumed after crashes and a file's presence marks a finished piece of work
 (``results.json``, a step's marker). Writing through a temporary sibling and renaming means a reader
@@ -10,22 +10,27 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
 from rmtension.evaluation.metrics import jsonable
 
 
-def _write_atomic(path: Path, write: Any) -> None:
+def write_atomic(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: bool = False) -> Path:
+    """Call ``write`` on a temporary sibling of ``path`` (UTF-8 text, or bytes), then rename it into place.
+
+    A failure removes the temporary file and leaves any old ``path`` untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
             write(fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -33,7 +38,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     def write(fh: Any) -> None:
         json.dump(jsonable(obj), fh, indent=2, allow_nan=False, default=str)
         fh.write("\n")
-    _write_atomic(path, write)
+    write_atomic(path, write)
 
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
@@ -41,4 +46,4 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
     def write(fh: Any) -> None:
         for row in rows:
             fh.write(json.dumps(jsonable(row), allow_nan=False, default=str) + "\n")
-    _write_atomic(path, write)
+    write_atomic(path, write)

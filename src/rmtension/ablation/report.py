@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from rmtension.evaluation.evaluate import EvalResult, write_eval
-from rmtension.files import write_json_atomic
+from rmtension.files import write_atomic, write_json_atomic
 
 CSV_FIELDS = ("set", "count", "site", "mode", "start_layer", "benchmark", "level", "name", "group", "metric", "n",
               "score", "baseline", "delta")
@@ -118,18 +116,6 @@ def safe_name(name: str) -> str:
     return cleaned[:120]
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_sweep(out_dir: str | Path, sweep_result: Any, extra: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write the layout described in the module docstring; ``sweep.json`` last (it marks completion)."""
     out = Path(out_dir)
@@ -146,7 +132,7 @@ def write_sweep(out_dir: str | Path, sweep_result: Any, extra: dict[str, Any] | 
     w.writeheader()
     for r in rows(sweep_result):
         w.writerow({k: ("" if v is None else v) for k, v in r.items()})
-    _write_text_atomic(out / "sweep.csv", buf.getvalue())
+    write_atomic(out / "sweep.csv", lambda fh: fh.write(buf.getvalue()))
     info = summary(sweep_result, extra)
     for s in info["sets"]:
         s["dir"] = str(dirs[s["name"]])

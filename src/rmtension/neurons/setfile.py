@@ -34,8 +34,6 @@ object keys); missing layers have no selected neurons.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from rmtension.errors import InputError, RmtensionError
+from rmtension.files import write_atomic
 from rmtension.neurons.sets import NeuronSet
 
 SET_FORMAT = "rmtension.neuron-set/1"
@@ -71,18 +70,8 @@ def to_json(s: NeuronSet) -> dict[str, Any]:
 
 def save_set(path: str | Path, s: NeuronSet) -> Path:
     """Write ``s`` to ``path`` atomically (temporary sibling, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_json(s), indent=1, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda fh: fh.write(text))
 
 
 def _int(path: Path, value: Any, what: str) -> int:

@@ -38,8 +38,6 @@ score file adds ``scores`` = {method, pool, seed}.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from rmtension.errors import InputError, RmtensionError
+from rmtension.files import write_atomic
 
 STATS_FORMAT = "rmtension.neuron-stats/1"
 MOMENTS = ("sum", "abs_sum", "sq_sum", "pos_count")
@@ -167,7 +166,6 @@ def _arrays(stats: NeuronStats, scores: np.ndarray | None) -> dict[str, np.ndarr
 def save_stats(path: str | Path, stats: NeuronStats, scores: np.ndarray | None = None,
                scores_meta: dict[str, Any] | None = None) -> Path:
     """Write statistics (and optionally one method's scores) to ``path`` atomically."""
-    path = Path(path)
     meta = dict(stats.meta)
     meta.update({"format": STATS_FORMAT, "site": stats.site, "layers": stats.layers,
                  "neurons_per_layer": stats.neurons, "groups": stats.groups, "has_diff": stats.diff is not None})
@@ -175,16 +173,7 @@ def save_stats(path: str | Path, stats: NeuronStats, scores: np.ndarray | None =
         meta["scores"] = dict(scores_meta or {})
     arrays = _arrays(stats, scores)
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)  # type: ignore[arg-type]
 
 
 def load_stats(path: str | Path) -> tuple[NeuronStats, np.ndarray | None]:
