@@ -28,14 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rmtension.bench.types import GROUPS
 from rmtension.evaluation.aggregate import bootstrap_macro_ci
-
-GROUPS = ("helpful", "harmless")
-
-
-def read_items(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+from rmtension.evaluation.evaluate import read_items
 
 
 def by_group_subset(rows: list[dict], bench: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -56,7 +51,7 @@ def heldout_table(summary: dict) -> tuple[str, dict]:
              "|---|---|---|---|---|---|---|"]
     acc: dict[tuple, dict[str, object]] = {}
     for run in summary["runs"]:
-        groups = by_group_subset(read_items(Path(run["items_file"])), "hh-heldout")
+        groups = by_group_subset(read_items(Path(run["items_file"]).parent), "hh-heldout")
         ivs = {g: bootstrap_macro_ci([list(s.values()) for s in groups[g].values()], seed=0) for g in GROUPS}
         ns = {g: sum(len(s) for s in groups[g].values()) for g in GROUPS}
         acc[(run["backbone"], run["seed"], run["objective"])] = ivs
@@ -130,8 +125,8 @@ def neuron_tables(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _set_items(study: Path, ab: dict, name: str) -> Path | None:
-    """The items.jsonl of set ``name`` (or "baseline") in the ablation step that ran ``ab``.
+def _set_dir(study: Path, ab: dict, name: str) -> Path | None:
+    """The eval folder (items.jsonl, results.json) of set ``name`` (or "baseline") in the ablation step that ran ``ab``.
 
     Own-neuron ablations live in ``ablate-own/<backbone>__<objective>-s<seed>-<key>``, the mixed RM's
     shared / helpful-only / harmless-only sets in ``ablate-mixed/<backbone>__s<seed>-<key>``.
@@ -140,7 +135,7 @@ def _set_items(study: Path, ab: dict, name: str) -> Path | None:
                    f"ablate-mixed/{ab['backbone']}__s{ab['seed']}-*"):
         found = sorted(study.glob(f"steps/{folder}/{ab['name']}/items.jsonl"))
         if found:
-            return found[0].parent.parent / name / "items.jsonl"
+            return found[0].parent.parent / name
     return None
 
 
@@ -148,11 +143,11 @@ def ablation_table(study: Path, summary: dict) -> str:
     lines = ["| RM | set | neurons | bench | group | before | after | change (95% paired CI) |",
              "|---|---|---|---|---|---|---|---|"]
     for ab in summary.get("ablation", []):
-        after_path = _set_items(study, ab, ab["name"])
-        before_path = _set_items(study, ab, "baseline")
-        if after_path is None or before_path is None:
+        after_dir = _set_dir(study, ab, ab["name"])
+        before_dir = _set_dir(study, ab, "baseline")
+        if after_dir is None or before_dir is None:
             continue
-        after_rows, before_rows = read_items(after_path), read_items(before_path)
+        after_rows, before_rows = read_items(after_dir), read_items(before_dir)
         for bench in ab["benchmarks"]:
             before, after = by_group_subset(before_rows, bench), by_group_subset(after_rows, bench)
             for g in GROUPS:

@@ -2,8 +2,8 @@
 
 The output is two files that together let anyone recompute every number:
 ``results.json`` (per benchmark: per-subset metric/score/n/group and a 95% bootstrap interval,
-helpful and harmless group means with theirs, the benchmark's own aggregate) and ``items.jsonl`` (one line per item with every chosen and
-rejected score and the item's correctness).
+helpful and harmless group means with theirs, the benchmark's own aggregate) and ``items.jsonl``
+(one line per item with every chosen and rejected score and the item's correctness).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from rmtension.models.formatting import format_for_rm
 from rmtension.registry import Registry
 
 RESULTS_FILE = "results.json"
-BOOTSTRAP_RESAMPLES = 2000  # enough for stable 95% bounds (±0.005 run to run) at a fraction of a second per subset
 ITEMS_FILE = "items.jsonl"
+BOOTSTRAP_RESAMPLES = 2000  # enough for stable 95% bounds (±0.005 run to run) at a fraction of a second per subset
 
 # Benchmark-specific aggregates, keyed by the benchmark's base name (before any ":subset" filter).
 Aggregator = Callable[[dict[str, SubsetScore]], dict[str, Any]]
@@ -143,9 +143,11 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
     # can index results["benchmarks"][b]["groups"]["harmless"] without guarding.
     group_out = {g: means.get(g, float("nan")) for g in GROUPS} | {g: v for g, v in means.items() if g not in GROUPS}
     # 95% percentile-bootstrap intervals of the group means, each subset resampled on its own.
-    groups_ci = {g: _ci95([subset_scores[s].correct for s in subset_scores if groups[s] == g])
-                 for g in sorted(set(groups.values()))
-                 if all(subset_scores[s].metric != METRIC_TIES for s in subset_scores if groups[s] == g)}
+    by_group: dict[str, list[SubsetScore]] = {}
+    for subset, res in subset_scores.items():
+        by_group.setdefault(groups[subset], []).append(res)
+    groups_ci = {g: _ci95([r.correct for r in rs]) for g, rs in sorted(by_group.items())
+                 if all(r.metric != METRIC_TIES for r in rs)}
     entry = {"subsets": subsets_out, "groups": group_out, "groups_ci95": groups_ci, "aggregate": aggregate,
              "files": list(bench.files), "notes": list(bench.notes)}
     return jsonable(entry), rows

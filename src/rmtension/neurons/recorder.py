@@ -5,15 +5,15 @@ RM saw (length-sorted batches, left truncation, de-duplication), instead of a se
 different pass. ``RewardScorer.score`` calls ``before_batch`` → forward → ``after_batch``; the
 recorder's hooks fire inside that forward and reduce each layer's activations at once:
 
-* only real tokens count: ``activations[attention_mask]`` drops the padding before anything
-  is summed (the paper's code padded to 1024 and averaged the pads in);
+* only real tokens count: each row is reduced over the span its attention mask marks, so padding
+  is never summed (the paper's code padded to 1024 and averaged the pads in);
 * each text's real tokens are one contiguous span of its batch row, reduced in place (no copy of the
   activations) to four per-text sums [Σa, Σ|a|, Σa², #(a > 0)] in float32; the texts' group weights
   then combine those rows into float64 running totals, so nothing larger than one batch is ever
   held, and the memory does not grow with the number of texts. The per-text sums also give the
   per-text means (for the pair RMSD) for free;
 * the base model (for the change score) runs in ``before_batch`` on the identical ``Batch``;
-  its activations at real tokens (float32, tokens × layers × neurons of that one batch) are
+  its activations (float32, rows × tokens × neurons per layer, every layer of that one batch) are
   held until the RM's forward reaches the same layer, then dropped — lower ``--batch-size`` if
   that does not fit;
 * per-text mean vectors are kept only until the text's pair partner has been seen. Pairs are fed
