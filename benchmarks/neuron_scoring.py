@@ -64,6 +64,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import cpu_seconds
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 MB = 1024 * 1024
@@ -97,11 +99,6 @@ def peak_bytes() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 def mem_available() -> int:

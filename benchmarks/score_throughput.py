@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import matmul_gflops
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
@@ -98,17 +100,6 @@ def run_pipeline(pipe, texts: list[str], batch_size: int, max_length: int) -> tu
     positions = sum(max(lengths[i:i + batch_size]) * len(lengths[i:i + batch_size])
                     for i in range(0, len(lengths), batch_size))
     return scores, Timing("transformers pipeline", seconds, len(texts), positions, sum(lengths))
-
-
-def matmul_gflops(seconds: float = 1.0) -> float:
-    """Measured float32 matmul rate of this machine (1024² × 1024²), the practical compute limit."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    a @ b
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        n += 1
-    return 2 * 1024**3 * n / (time.perf_counter() - t0) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:

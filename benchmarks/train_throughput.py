@@ -45,7 +45,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import sys
 import tempfile
@@ -57,24 +56,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import cpu_seconds, matmul_gflops
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-
-
-def cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def matmul_rate(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
-    """Measured n×n @ n×n rate in GFLOP/s: the practical compute limit of this machine for ``dtype``."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
-    k, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        k += 1
-    return 2 * n**3 * k / (time.perf_counter() - t0) / 1e9
 
 
 # ----------------------------------------------------------------------------- data
@@ -299,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(json.dumps({"chosen": c, "rejected": r}) + "\n")
 
     load0 = os.getloadavg()
-    rates0 = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    rates0 = {"fp32": matmul_gflops(torch.float32, n=2048, seconds=2.0), "bf16": matmul_gflops(torch.bfloat16, n=2048, seconds=2.0)}
     t_start = time.time()
     dtypes = ["bf16", "fp32"] if args.dtype == "both" else [args.dtype]
     runs: list[Run] = []
@@ -323,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.rmtree(work / sub, ignore_errors=True)
                 gc.collect()
     minutes = (time.time() - t_start) / 60
-    rates1 = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    rates1 = {"fp32": matmul_gflops(torch.float32, n=2048, seconds=2.0), "bf16": matmul_gflops(torch.bfloat16, n=2048, seconds=2.0)}
     rates = {k: max(rates0[k], rates1[k]) for k in rates0}
     load1 = os.getloadavg()
     shutil.rmtree(work, ignore_errors=True)
