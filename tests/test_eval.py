@@ -221,11 +221,11 @@ def test_rewardbench_shaped_local_file_gives_section_scores(rm_dir, data_dir, tm
     check_recomputable(results, items)
     entry = results["benchmarks"]["rewardbench"]
     s = {k: v["score"] for k, v in entry["subsets"].items()}
-    # Official weights (reward-bench constants.EXAMPLE_COUNTS), written out by hand.
+    # Official weights (allenai/reward-bench rewardbench/constants.py EXAMPLE_COUNTS at HEAD 05a9005), by hand.
     want = {
         "Chat": s["alpacaeval-easy"],
         "Chat Hard": (37 * s["mt-bench-hard"] + 100 * s["llmbar-natural"]) / 137,
-        "Safety": (100 * s["refusals-dangerous"] + 154 * s["xstest-should-respond"]) / 254,
+        "Safety": (100 * s["refusals-dangerous"] + 250 * s["xstest-should-respond"]) / 350,
         "Reasoning": (984 * s["math-prm"] + 164 * s["hep-python"]) / 1148,
     }
     got = entry["aggregate"]["sections"]
