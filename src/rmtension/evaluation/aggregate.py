@@ -254,7 +254,8 @@ def bootstrap_ci(correct: Sequence[float] | np.ndarray, *, n_resamples: int = 10
 
 
 def bootstrap_macro_ci(strata: Sequence[Sequence[float] | np.ndarray], *, n_resamples: int = 10_000,
-                       confidence: float = 0.95, seed: int = 0) -> Interval:
+                       confidence: float = 0.95, seed: int = 0,
+                       weights: Sequence[float] | None = None) -> Interval:
     """Percentile bootstrap interval for a mean of subset accuracies (a helpful/harmless group mean).
 
     Why stratified: the paper's group score is the unweighted mean of its subsets' accuracies, so a
@@ -262,29 +263,42 @@ def bootstrap_macro_ci(strata: Sequence[Sequence[float] | np.ndarray], *, n_resa
     different (item-weighted) number; instead every subset is resampled on its own, with its own size,
     and each resample's subset means are averaged. With one subset this is ``bootstrap_ci``. Empty
     subsets are left out (as ``group_means`` leaves out NaN scores); none left gives NaN bounds.
+    ``weights`` (one per stratum, default all equal) makes the average a weighted one: a task made of
+    two subsets (the paper's Math) gives each of them half a task's weight.
     """
     _check_confidence(confidence)
     if n_resamples < 1:
         raise RmtensionError(f"n_resamples must be at least 1, got {n_resamples}")
-    xs = [np.asarray(c, dtype=float).ravel() for c in strata]
-    xs = [x for x in xs if x.size]
-    if not xs:
+    if weights is not None and len(weights) != len(strata):
+        raise RmtensionError(f"bootstrap_macro_ci: {len(strata)} strata but {len(weights)} weights")
+    ws_all = [1.0] * len(strata) if weights is None else [float(w) for w in weights]
+    pairs = [(np.asarray(c, dtype=float).ravel(), w) for c, w in zip(strata, ws_all)]
+    pairs = [(x, w) for x, w in pairs if x.size]
+    if not pairs:
         nan = float("nan")
         return Interval(nan, nan, nan, confidence, "percentile-bootstrap")
+    xs = [x for x, _ in pairs]
+    ws = np.array([w for _, w in pairs], dtype=float)
     if not all(np.all(np.isfinite(x)) for x in xs):
         raise RmtensionError("bootstrap_ci: per-item correctness contains NaN/inf")
+    if not np.all(ws > 0):
+        raise RmtensionError("bootstrap_macro_ci: weights must be positive")
     rng = np.random.default_rng(seed)
     means = np.zeros(n_resamples, dtype=float)
     chunk = max(1, min(n_resamples, 4_000_000 // max(x.size for x in xs)))  # bound memory at ~32 MB of indices
     for start in range(0, n_resamples, chunk):
         stop = min(n_resamples, start + chunk)
-        for x in xs:
+        for x, w in zip(xs, ws):
             idx = rng.integers(0, x.size, size=(stop - start, x.size))
-            means[start:stop] += x[idx].mean(axis=1)
-    means /= len(xs)
+            sample = x[idx].mean(axis=1)
+            means[start:stop] += sample if weights is None else w * sample
+    means /= len(xs) if weights is None else ws.sum()
     alpha = (1.0 - confidence) / 2.0
     low, high = np.percentile(means, [100 * alpha, 100 * (1 - alpha)])
-    estimate = float(np.mean([x.mean() for x in xs]))
+    if weights is None:
+        estimate = float(np.mean([x.mean() for x in xs]))
+    else:
+        estimate = float(np.dot(ws, [x.mean() for x in xs]) / ws.sum())
     return Interval(estimate, float(low), float(high), confidence, "percentile-bootstrap")
 
 
