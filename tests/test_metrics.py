@@ -332,6 +332,20 @@ def test_overall_scores():
 # ----------------------------------------------------------------------------- groups, seeds, intervals
 
 
+def test_weighted_macro_bootstrap():
+    """weights=None and equal weights draw the same resamples; a weight of 1/2 per source of a merged
+    task (the paper's Math) moves the estimate to the weighted mean."""
+    a, b, c = [1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0], [1.0] * 5 + [0.0] * 5
+    plain = agg.bootstrap_macro_ci([a, b, c], n_resamples=500, seed=3)
+    equal = agg.bootstrap_macro_ci([a, b, c], n_resamples=500, seed=3, weights=[2.0, 2.0, 2.0])
+    assert (plain.estimate, plain.low, plain.high) == pytest.approx((equal.estimate, equal.low, equal.high))
+    merged = agg.bootstrap_macro_ci([a, b, c], n_resamples=500, seed=3, weights=[0.5, 0.5, 1.0])
+    assert merged.estimate == pytest.approx((0.5 * 0.75 + 0.5 * (1 / 3) + 0.5) / 2)
+    assert merged.low <= merged.estimate <= merged.high
+    with pytest.raises(RmtensionError):
+        agg.bootstrap_macro_ci([a, b], weights=[1.0])
+
+
 def test_group_means_unweighted():
     # helpful: chat 0.8 and code 0.6 → 0.7; harmless: safety-refuse 0.3; NaN subsets dropped
     scores = {"chat": 0.8, "code": 0.6, "safety-refuse": 0.3, "math": float("nan")}
