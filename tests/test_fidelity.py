@@ -27,7 +27,13 @@ from rmtension.bench.types import METRIC_BEST_OF_N, METRIC_PAIRWISE, METRIC_RM_B
 from rmtension.data.types import user_prompt
 from rmtension.evaluation import aggregate as agg
 from rmtension.evaluation.evaluate import summarise_benchmarks
-from rmtension.evaluation.metrics import best_of_n_correct, rm_bench_summary, score_items, ties_score
+from rmtension.evaluation.metrics import (
+    best_of_n_correct,
+    pairwise_correct,
+    rm_bench_summary,
+    score_items,
+    ties_score,
+)
 
 TOL = 1e-9
 
@@ -148,6 +154,16 @@ def test_rewardbench_overall_equals_leaderboard_average(prior):
     got = agg.rewardbench_overall(agg.rewardbench_section_scores(_subset_table(4)),
                                   prior_sets=None if math.isnan(prior) else prior)
     assert abs(got - want) < TOL
+
+
+def test_rewardbench_pairwise_rule_equals_official():
+    """pairwise_correct == ``1 if chosen > rejected else 0`` (allenai/reward-bench scripts/run_rm.py,
+    lines 265 and 327, at 05a9005): a tie is a miss."""
+    rng = np.random.default_rng(5)
+    pairs = rng.integers(0, 3, size=(500, 2)).astype(float)
+    assert any(c == r for c, r in pairs)
+    for c, r in pairs:
+        assert pairwise_correct([c], [r]) == (1 if c > r else 0)
 
 
 # ----------------------------------------------------------------------------- RewardBench 2
@@ -459,8 +475,7 @@ def test_paper_grouping_equals_the_notebook(seed):
     assert set(results["tasks"]) == set(want_tasks)
     for task, value in want_tasks.items():
         assert abs(results["tasks"][task]["score"] - value) < TOL, task
-    assert results["tasks"]["Math"]["subsets"] == ["rewardbench2/Math", "rm-bench/math"] or \
-        sorted(results["tasks"]["Math"]["subsets"]) == ["rewardbench2/Math", "rm-bench/math"]
+    assert sorted(results["tasks"]["Math"]["subsets"]) == ["rewardbench2/Math", "rm-bench/math"]
     assert abs(results["tasks"]["Math"]["score"] - (accuracy["rm-bench"]["math"] + accuracy["rewardbench2"]["Math"]) / 2) < TOL
     for g in ("helpful", "harmless"):
         assert abs(results["groups"][g] - want_groups[g]) < TOL, g
