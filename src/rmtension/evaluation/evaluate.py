@@ -7,8 +7,9 @@ helpful and harmless group means with theirs, the benchmark's own aggregate) and
 
 Which subsets enter the helpful/harmless group means is the *grouping*
 (:mod:`rmtension.bench.groups`: ``paper`` by default, or ``all``); results.json names it at the top
-level, marks every subset ``in_group_mean`` true or false, and adds the cross-benchmark task table
-(``tasks``, ``groups``, ``groups_ci95``) the paper's figures are drawn from.
+level, marks every subset ``in_group_mean`` true or false, and adds a task table across all the
+benchmarks of the run (``tasks``, ``groups``, ``groups_ci95``): one score per task, as the paper's
+task table has them (its "Math" task spans RM-Bench and RewardBench 2).
 """
 
 from __future__ import annotations
