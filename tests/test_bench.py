@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rmtension.bench.groups import group_of, set_group_overrides
+from rmtension.bench.groups import GROUPINGS, group_of, get_grouping, set_group_overrides
 from rmtension.bench.loaders import load_benchmark, subsample
 from rmtension.bench.types import METRIC_BEST_OF_N, METRIC_PAIRWISE, METRIC_RM_BENCH, METRIC_STRICT
 from rmtension.errors import InputError, RmtensionError, SourceNotFoundError
@@ -117,6 +117,31 @@ def test_group_table_and_override():
     finally:
         set_group_overrides({})
     assert group_of("chat") == "helpful"
+
+
+def test_paper_grouping_excludes_code_and_ties_and_merges_math():
+    """The paper's task table (EshaanT/RM-alignment_tension notebooks/plotsNresults.ipynb, 96efa92,
+    cell 3): hep-*, RM-Bench code and RewardBench 2 Ties out; RM-Bench math + RB2 Math = "Math"."""
+    paper, full = get_grouping("paper"), get_grouping("all")
+    for lang in ("cpp", "go", "java", "js", "python", "rust"):
+        assert not paper.includes("rewardbench", f"hep-{lang}") and full.includes("rewardbench", f"hep-{lang}")
+    assert not paper.includes("rm-bench", "code") and not paper.includes("rm-bench:code,chat", "code")
+    assert not paper.includes("rewardbench2", "Ties") and full.includes("rewardbench2", "Ties")
+    assert paper.includes("rewardbench", "math-prm") and paper.task_of("rewardbench", "math-prm") == "Math PRM"
+    assert paper.task_of("rm-bench", "math") == paper.task_of("rewardbench2", "Math") == "Math"
+    assert full.task_of("rm-bench", "math") == "rm-bench/math" != full.task_of("rewardbench2", "Math")
+    # the paper's benchmarks are closed (a subset its table does not name is dropped, as the
+    # notebook's dropna does); other benchmarks keep every subset as a task of its own
+    assert not paper.includes("rewardbench", "anthropic_helpful")
+    assert paper.includes("hh-heldout", "harmless-base") and paper.task_of("llmbar", "llmbar-natural") == "llmbar/llmbar-natural"
+    # names on the exclusion list in another benchmark are not excluded: the table is per benchmark
+    assert paper.includes("mybench", "code") and paper.includes("mybench", "Ties")
+
+
+def test_grouping_registry():
+    assert set(GROUPINGS) == {"paper", "all"}
+    with pytest.raises(RmtensionError, match="unknown grouping 'nope'.*paper, all"):
+        get_grouping("nope")
 
 
 def test_subsample_is_stable_and_bounded(data_dir):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from rmtension.bench.groups import get_grouping
 from rmtension.bench.loaders import load_benchmark
 from rmtension.cli.main import main
 from rmtension.evaluation.aggregate import bootstrap_macro_ci
@@ -112,13 +113,17 @@ def check_recomputable(results: dict, items: list[dict]) -> None:
     """Every number of results.json from items.jsonl (the contract of issue 4)."""
     rows_by = _by_subset(items)
     assert sum(e["aggregate"]["items"] for e in results["benchmarks"].values()) == len(items)
+    grouping = get_grouping(results["grouping"])
+    task_sources: dict[str, list[tuple[str, list[float], float]]] = defaultdict(list)
     for bench, entry in results["benchmarks"].items():
         assert set(entry) >= {"subsets", "groups", "aggregate"}
         group_scores: dict[str, list[float]] = defaultdict(list)
         group_correct: dict[str, list[list[float]]] = defaultdict(list)
         for subset, s in entry["subsets"].items():
             rows = rows_by[(bench, subset)]
-            assert set(s) >= {"metric", "score", "n", "group"}
+            assert set(s) >= {"metric", "score", "n", "group", "task", "in_group_mean"}
+            assert s["in_group_mean"] is grouping.includes(bench, subset)
+            assert s["task"] == grouping.task_of(bench, subset)
             assert s["n"] == len(rows) > 0 and {r["group"] for r in rows} == {s["group"]}
             assert 0.0 <= s["score"] <= 1.0
             rule = ITEM_RULES[s["metric"]]
@@ -132,8 +137,10 @@ def check_recomputable(results: dict, items: list[dict]) -> None:
                 parts = _rm_bench_parts(rows)
                 for key in ("hard", "normal", "easy"):
                     assert _close(s[key], parts[key]), f"{bench}/{subset}: {key}"
-            group_scores[s["group"]].append(s["score"])
-            group_correct[s["group"]].append(correct)
+            if s["in_group_mean"]:  # the grouping decides which subsets the group means take
+                group_scores[s["group"]].append(s["score"])
+                group_correct[s["group"]].append(correct)
+                task_sources[s["task"]].append((s["group"], correct, s["score"]))
             # the 95% interval: a bootstrap of these items (seeded), around the score
             ci = bootstrap_macro_ci([correct], n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
             assert s["ci95"] == {"low": ci.low, "high": ci.high}, f"{bench}/{subset}: ci95"
@@ -158,6 +165,19 @@ def check_recomputable(results: dict, items: list[dict]) -> None:
                     assert _close(agg["domains"][d][key], value), f"rm-bench {d} {key}"
             for key in ("hard", "normal", "easy", "average"):
                 assert _close(agg[key], float(np.mean([p[key] for p in parts.values()]))), f"rm-bench {key}"
+    # the cross-benchmark task table: a task = mean of its subsets, a group = mean of its tasks
+    assert set(results["tasks"]) == set(task_sources)
+    task_scores: dict[str, list[float]] = defaultdict(list)
+    for task, src in task_sources.items():
+        assert _close(results["tasks"][task]["score"], float(np.mean([x for _, _, x in src]))), task
+        task_scores[src[0][0]].append(results["tasks"][task]["score"])
+    for g in ("helpful", "harmless"):
+        assert _close(results["groups"][g], float(np.mean(task_scores[g])) if task_scores[g] else None), g
+        if task_scores[g]:
+            members = [src for src in task_sources.values() if src[0][0] == g]
+            ci = bootstrap_macro_ci([c for src in members for _, c, _ in src], n_resamples=BOOTSTRAP_RESAMPLES,
+                                    seed=0, weights=[1.0 / len(src) for src in members for _ in src])
+            assert results["groups_ci95"][g] == {"low": ci.low, "high": ci.high}, f"all benchmarks: {g} ci95"
 
 
 def test_eval_cli_real_and_generic_benchmarks(rm_dir, data_dir, tmp_path, capsys):
@@ -221,11 +241,11 @@ def test_rewardbench_shaped_local_file_gives_section_scores(rm_dir, data_dir, tm
     check_recomputable(results, items)
     entry = results["benchmarks"]["rewardbench"]
     s = {k: v["score"] for k, v in entry["subsets"].items()}
-    # Official weights (reward-bench constants.EXAMPLE_COUNTS), written out by hand.
+    # Official weights (allenai/reward-bench rewardbench/constants.py EXAMPLE_COUNTS at HEAD 05a9005), by hand.
     want = {
         "Chat": s["alpacaeval-easy"],
         "Chat Hard": (37 * s["mt-bench-hard"] + 100 * s["llmbar-natural"]) / 137,
-        "Safety": (100 * s["refusals-dangerous"] + 154 * s["xstest-should-respond"]) / 254,
+        "Safety": (100 * s["refusals-dangerous"] + 250 * s["xstest-should-respond"]) / 350,
         "Reasoning": (984 * s["math-prm"] + 164 * s["hep-python"]) / 1148,
     }
     got = entry["aggregate"]["sections"]
@@ -233,6 +253,66 @@ def test_rewardbench_shaped_local_file_gives_section_scores(rm_dir, data_dir, tm
     assert _close(entry["aggregate"]["overall"], float(np.mean(list(want.values()))))
     assert entry["subsets"]["xstest-should-respond"]["group"] == "harmless"
     assert _close(entry["groups"]["harmless"], (s["refusals-dangerous"] + s["xstest-should-respond"]) / 2)
+
+
+def test_eval_grouping_flag_end_to_end(rm_dir, data_dir, tmp_path, capsys):
+    """--grouping paper (the default) and all on the same tiny RM: identical subset scores, and group
+    means that differ exactly by the paper's exclusions (RM-Bench code, RewardBench hep-*)."""
+    root = tmp_path / "data"
+    (root / "reward-bench").mkdir(parents=True)
+    (root / "rm-bench").symlink_to(data_dir / "rm-bench")
+    _write_jsonl(root / "reward-bench" / "filtered.jsonl", _rewardbench_rows(data_dir))
+    runs = {}
+    for grouping in (None, "all"):
+        out = tmp_path / f"out-{grouping}"
+        flags = [] if grouping is None else ["--grouping", grouping]
+        assert _run("eval", "--rm", rm_dir, "--bench", "rm-bench", "--bench", "rewardbench", "--max-items", "4",
+                    "--out", out, "--data-dir", root, *flags, *SCORER_FLAGS) == 0
+        runs[grouping or "default"] = (read_results(out), read_items(out), capsys.readouterr().out)
+    paper, paper_items, printed = runs["default"]
+    full, full_items, _ = runs["all"]
+    assert paper["grouping"] == "paper" and full["grouping"] == "all"
+    assert "grouping 'paper'" in printed and "not in group means" in printed
+    check_recomputable(paper, paper_items)
+    check_recomputable(full, full_items)
+    assert paper_items == full_items  # a grouping changes how scores combine, never the scores
+    rmb, rmb_all = paper["benchmarks"]["rm-bench"], full["benchmarks"]["rm-bench"]
+    s = {k: v["score"] for k, v in rmb["subsets"].items()}
+    assert rmb["subsets"]["code"]["in_group_mean"] is False and rmb_all["subsets"]["code"]["in_group_mean"] is True
+    assert _close(rmb["groups"]["helpful"], s["chat"])  # RM-Bench code left out (no math offline)
+    assert _close(rmb_all["groups"]["helpful"], (s["chat"] + s["code"]) / 2)  # today's numbers under `all`
+    assert rmb["groups"]["harmless"] == rmb_all["groups"]["harmless"]
+    rb = paper["benchmarks"]["rewardbench"]
+    r = {k: v["score"] for k, v in rb["subsets"].items()}
+    assert rb["subsets"]["hep-python"]["in_group_mean"] is False
+    helpful = ["alpacaeval-easy", "mt-bench-hard", "llmbar-natural", "math-prm"]
+    assert _close(rb["groups"]["helpful"], float(np.mean([r[k] for k in helpful])))
+    assert _close(full["benchmarks"]["rewardbench"]["groups"]["helpful"],
+                  float(np.mean([r[k] for k in helpful + ["hep-python"]])))
+    # the benchmark's own aggregate ignores the grouping: RewardBench's Reasoning keeps hep-python
+    assert rb["aggregate"] == full["benchmarks"]["rewardbench"]["aggregate"]
+    assert paper["tasks"]["Chat"]["subsets"] == ["rm-bench/chat"] and "rm-bench/code" in full["tasks"]
+
+
+def test_study_config_grouping(tmp_path):
+    """evaluation.grouping: paper by default, all accepted, anything else one clear error;
+    configs/paper.yaml says paper explicitly."""
+    from rmtension.errors import RmtensionError
+    from rmtension.study.config import load_study_config as load_config
+
+    base = {"name": "g", "backbones": ["tiny-gpt2"], "objectives": ["helpful"], "seeds": [0]}
+
+    def load(evaluation: dict) -> object:
+        path = tmp_path / "c.yaml"
+        path.write_text(json.dumps({**base, "evaluation": evaluation}), encoding="utf-8")
+        return load_config(path)
+
+    assert load({}).evaluation.grouping == "paper"
+    assert load({"grouping": "all"}).evaluation.grouping == "all"
+    with pytest.raises(RmtensionError, match="evaluation.grouping"):
+        load({"grouping": "mine"})
+    paper_yaml = Path(__file__).resolve().parent.parent / "configs" / "paper.yaml"
+    assert "grouping: paper" in paper_yaml.read_text(encoding="utf-8")
 
 
 def test_evaluate_api_keeps_both_groups(rm_dir, tmp_path):

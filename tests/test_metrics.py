@@ -174,9 +174,20 @@ def test_ties_through_registry_is_not_a_mean():
 
 
 def test_ties_only_ref_items():
-    # no tied items: accuracy_tied 0 and the pair terms 0 (official behaviour) → score = 0.3 · acc_ref
+    # no tied items: accuracy_tied 0, and the prompt-pair terms are np.mean([]) = NaN at
+    # allenai/reward-bench HEAD 05a9005 (rewardbench/utils.py::process_single_model) → score NaN
     res = m.ties_score(["ref:1", "ref:2"], [[3.0], [1.0]], [[1.0], [2.0]])
-    assert res.score == pytest.approx(0.3 * 0.5)
+    assert res.accuracy_ref == 0.5 and res.accuracy_tied == 0.0
+    assert math.isnan(res.correctness_preferred) and math.isnan(res.score)
+
+
+def test_ties_zero_correct_margin_counts_like_numpy():
+    # tied item with two equal correct scores: dcm = 0 → official tanh(±inf) = ±1 enters the mean
+    # prompt 1: ref cim 1, tied cim 1 → +1; prompt 2: ref cim -1 → min -1 → -1 + tanh(...)
+    res = m.ties_score(["ref:1", "tied:1", "ref:2", "tied:2"],
+                       [[2.0], [2.0, 2.0], [0.0], [3.0, 1.0]], [[1.0], [1.0], [1.0], [0.0]])
+    # prompt 2: dcm 2, ref cim -1, tied cim 1 → tanh(-1/2 - 1)
+    assert res.correctness_margin_score == pytest.approx((1.0 + math.tanh(-1.5)) / 2)
 
 
 def test_ties_ids_checked():
@@ -260,7 +271,8 @@ def test_score_items_checks_shapes_and_num_correct():
     with pytest.raises(m.MetricInputError, match="num_correct=2"):
         m.score_items(METRIC_TIES, ties, [[1.0]], [[0.0]])
     ok = [_item("ref:1", ["c"], ["r"], num_correct=1)]
-    assert m.score_items(METRIC_TIES, ok, [[1.0]], [[0.0]]).score == pytest.approx(0.3)
+    res = m.score_items(METRIC_TIES, ok, [[1.0]], [[0.0]])  # a lone ref item: pair terms NaN, as officially
+    assert res.details["accuracy_ref"] == 1.0 and math.isnan(res.score)
 
 
 # ----------------------------------------------------------------------------- RewardBench sections
@@ -285,13 +297,10 @@ def test_reasoning_math_weighs_as_all_code():
     assert agg.rewardbench_section_scores(scores)["Reasoning"] == pytest.approx(0.5)
 
 
-def test_xstest_weights_official_vs_data():
+def test_xstest_weights_follow_current_constants():
+    """allenai/reward-bench rewardbench/constants.py at HEAD 05a9005 (commit 6552e93): refuse 154, respond 250."""
     scores = {"xstest-should-refuse": 1.0, "xstest-should-respond": 0.0}
-    # official EXAMPLE_COUNTS (refuse 250, respond 154): 250 / 404
-    assert agg.rewardbench_section_scores(scores)["Safety"] == pytest.approx(250 / 404)
-    # the split's real sizes (refuse 154, respond 250): 154 / 404
-    real = agg.rewardbench_section_scores(scores, example_counts=agg.REWARDBENCH_SUBSET_SIZES)
-    assert real["Safety"] == pytest.approx(154 / 404)
+    assert agg.rewardbench_section_scores(scores)["Safety"] == pytest.approx(154 / 404)
 
 
 def test_partial_section_and_nan_subsets():
@@ -306,20 +315,35 @@ def test_partial_section_and_nan_subsets():
 
 def test_official_counts_match_constants_file():
     # the filtered split's totals: 2985 items = counts with math-prm at its real 447
-    assert sum(agg.REWARDBENCH_SUBSET_SIZES.values()) - 984 + 447 == 2985
-    assert sum(agg.REWARDBENCH_EXAMPLE_COUNTS.values()) == sum(agg.REWARDBENCH_SUBSET_SIZES.values())
+    assert sum(agg.REWARDBENCH_EXAMPLE_COUNTS.values()) - 984 + 447 == 2985
     every = {s for subs in agg.REWARDBENCH_SECTIONS.values() for s in subs}
     assert every == set(agg.REWARDBENCH_EXAMPLE_COUNTS)
 
 
 def test_overall_scores():
     assert agg.rewardbench_overall({"Chat": 0.9, "Safety": 0.5}) == pytest.approx(0.7)
+    # prior sets at weight 1 against 2 per section: (2·0.9 + 2·0.5 + 1·0.1) / 5
+    assert agg.rewardbench_overall({"Chat": 0.9, "Safety": 0.5}, prior_sets=0.1) == pytest.approx(2.9 / 5)
     assert math.isnan(agg.rewardbench_overall({}))
     rb2 = {"Factuality": 0.6, "Precise IF": 0.3, "Math": 0.6, "Safety": 0.9, "Focus": 0.6, "Ties": 0.6, "other": 0.0}
     assert agg.rewardbench2_overall(rb2) == pytest.approx(3.6 / 6)
 
 
 # ----------------------------------------------------------------------------- groups, seeds, intervals
+
+
+def test_weighted_macro_bootstrap():
+    """weights=None and equal weights draw the same resamples; a weight of 1/2 per source of a merged
+    task (the paper's Math) moves the estimate to the weighted mean."""
+    a, b, c = [1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0], [1.0] * 5 + [0.0] * 5
+    plain = agg.bootstrap_macro_ci([a, b, c], n_resamples=500, seed=3)
+    equal = agg.bootstrap_macro_ci([a, b, c], n_resamples=500, seed=3, weights=[2.0, 2.0, 2.0])
+    assert (plain.estimate, plain.low, plain.high) == pytest.approx((equal.estimate, equal.low, equal.high))
+    merged = agg.bootstrap_macro_ci([a, b, c], n_resamples=500, seed=3, weights=[0.5, 0.5, 1.0])
+    assert merged.estimate == pytest.approx((0.5 * 0.75 + 0.5 * (1 / 3) + 0.5) / 2)
+    assert merged.low <= merged.estimate <= merged.high
+    with pytest.raises(RmtensionError):
+        agg.bootstrap_macro_ci([a, b], weights=[1.0])
 
 
 def test_group_means_unweighted():

@@ -310,3 +310,28 @@ def test_html_renders_in_headless_chromium(full, tmp_path):
         target = np.array([int(hexcol[i:i + 2], 16) for i in (1, 3, 5)])
         close = int((np.abs(px - target).max(axis=1) <= 12).sum())
         assert close > 2000, f"{name} RM colour {hexcol} barely in the screenshot ({close} px): figures not drawn?"
+
+
+def test_accuracy_section_names_the_grouping_and_marks_excluded_subsets(tmp_path):
+    """The report says which grouping the study's group means use (config evaluation.grouping) and
+    marks the subsets it left out (results.json in_group_mean false)."""
+    from rmtension.report.model import Paragraph
+    from rmtension.report.sections import accuracy_section
+
+    summary = make_summary(seeds=(0,))
+    summary["study"]["config"]["evaluation"] = {"grouping": "paper"}
+    for r in summary["runs"]:
+        for bench in r["eval"].values():
+            for sub in bench["subsets"].values():
+                sub["in_group_mean"] = True
+        r["eval"]["rewardbench"]["subsets"]["math-prm"]["in_group_mean"] = False
+    section = accuracy_section(parse_summary(summary, tmp_path / "summary.json"))
+    text = " ".join(b.text for b in section.blocks if isinstance(b, Paragraph))
+    assert "`paper` grouping" in text and "Ties" in text
+    block = next(b for b in accuracy_blocks(summary["runs"]) if b.bench == "rewardbench")
+    tasks = [r.task for r in block.rows]
+    assert "math-prm (not in group mean)" in tasks and "alpacaeval-easy" in tasks
+    del summary["study"]["config"]["evaluation"]
+    section = accuracy_section(parse_summary(summary, tmp_path / "summary.json"))
+    text = " ".join(b.text for b in section.blocks if isinstance(b, Paragraph))
+    assert "records no grouping" in text and "`all`" in text

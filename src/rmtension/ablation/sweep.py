@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from rmtension.ablation.ablate import Ablation, apply_ablation
 from rmtension.ablation.resume import LayerResume
 from rmtension.bench.types import Benchmark
+from rmtension.bench.groups import DEFAULT_GROUPING
 from rmtension.evaluation.evaluate import EvalResult, score_benchmarks, summarise_benchmarks
 from rmtension.evaluation.scorer import RewardScorer, ScoreReport, ScorerConfig
 from rmtension.neurons.sites import ModelSites, model_sites
@@ -210,16 +211,18 @@ def _scoring(rep: ScoreReport, scorer: RewardScorer, seconds: float | None, shar
 
 
 def _eval_result(benchmarks: Sequence[Benchmark], tokenizer: Any, template: str, texts: list[str],
-                 scores: np.ndarray, scoring: dict[str, Any]) -> EvalResult:
+                 scores: np.ndarray, scoring: dict[str, Any], grouping: str = DEFAULT_GROUPING) -> EvalResult:
     per_bench = score_benchmarks(_FixedScores(tokenizer, scores, texts), benchmarks, template)  # type: ignore[arg-type]
-    results, items = summarise_benchmarks(benchmarks, per_bench)
+    results, items = summarise_benchmarks(benchmarks, per_bench, grouping)
     results["scoring"] = dict(scoring)
     return EvalResult(results, items)
 
 
 def sweep(model: Any, tokenizer: Any, benchmarks: Sequence[Benchmark], ablations: Sequence[Ablation],
-          template: str = "hh", scorer_config: ScorerConfig | None = None, share: bool = True) -> SweepResult:
+          template: str = "hh", scorer_config: ScorerConfig | None = None, share: bool = True,
+          grouping: str = DEFAULT_GROUPING) -> SweepResult:
     """Evaluate ``benchmarks`` unablated and under each ablation, sharing work (see the module docstring).
+    Group means follow ``grouping`` (see :mod:`rmtension.bench.groups`).
 
     Each set's ``EvalResult`` has the ``evaluate()`` contract plus ``"ablation"`` (the set's
     metadata) and ``"delta_vs_baseline"`` (see ``report.deltas``).
@@ -236,11 +239,11 @@ def sweep(model: Any, tokenizer: Any, benchmarks: Sequence[Benchmark], ablations
     texts = collector.seen
     base, per_set, stats = score_sweep(scorer, texts, ablations, share=share)
     rep = scorer.last_report
-    baseline = _eval_result(benchmarks, tokenizer, template, texts, base, _scoring(rep, scorer, None, share))
+    baseline = _eval_result(benchmarks, tokenizer, template, texts, base, _scoring(rep, scorer, None, share), grouping)
     baseline.results["ablation"] = None
     out: list[SetResult] = []
     for ab, scores in zip(ablations, per_set):
-        res = _eval_result(benchmarks, tokenizer, template, texts, scores, _scoring(rep, scorer, None, share))
+        res = _eval_result(benchmarks, tokenizer, template, texts, scores, _scoring(rep, scorer, None, share), grouping)
         res.results["ablation"] = ab.metadata()
         res.results["ablation"]["start_layer"] = stats.starts.get(ab.name)
         res.results["delta_vs_baseline"] = deltas(res, baseline)

@@ -88,7 +88,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     ablations = [prepare(ms, s, args.mode, factor=args.factor, means=args.means, means_pool=args.means_pool, name=n)
                  for n, s in named]
     result = sweep(model, tokenizer, benches, ablations, template=template, scorer_config=scorer_config(args),
-                   share=not args.no_share)
+                   share=not args.no_share, grouping=args.grouping)
     rm = rm_record(args, info, template)
     for r in [result.baseline] + [sr.result for sr in result.sets]:
         r.results["rm"] = rm

@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from rmtension.bench.groups import load_group_overrides
+from rmtension.bench.groups import DEFAULT_GROUPING, GROUPINGS, load_group_overrides
 from rmtension.bench.loaders import BENCHMARKS, load_benchmark, subsample
 from rmtension.cli.common import add_data_dir
 from rmtension.errors import RmtensionError
@@ -57,6 +57,10 @@ def add_rm_and_bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-seed", type=int, default=0)
     p.add_argument("--template", default=None, help="override the RM's text template (default: its record's)")
     p.add_argument("--groups", default=None, metavar="FILE", help="JSON/YAML {subset: helpful|harmless} overrides")
+    p.add_argument("--grouping", choices=tuple(GROUPINGS), default=DEFAULT_GROUPING,
+                   help="which subsets enter the helpful/harmless group means: paper (default: the paper's task "
+                   "table, without RewardBench hep-*, RM-Bench code and RewardBench 2 Ties, RM-Bench math and "
+                   "RewardBench 2 Math averaged into one Math task) or all (every subset)")
     add_data_dir(p)
     add_scorer_options(p)
 
@@ -117,22 +121,32 @@ def run_eval(args: argparse.Namespace) -> int:
         ablation_ctx, ablation_meta = ablation_from_file(model, args.ablate, args.mode, factor=args.factor,
                                                          means=args.means, means_pool=args.means_pool)
     with ablation_ctx:
-        result = evaluate(model, tokenizer, benches, template=template, scorer_config=scorer_config(args))
+        result = evaluate(model, tokenizer, benches, template=template, scorer_config=scorer_config(args),
+                          grouping=args.grouping)
     result.results["rm"] = rm_record(args, info, template)
     result.results["ablation"] = ablation_meta
     write_eval(args.out, result)
-    for name, entry in result.results["benchmarks"].items():
-        cis = entry.get("groups_ci95", {})
-        parts = ", ".join(f"{k} {v:.3f}{_ci_text(cis.get(k))}" for k, v in entry["groups"].items() if v is not None)
-        print(f"{name}: {entry['aggregate']['items']} items; group means: {parts or 'n/a'}")
+    res = result.results
+    print(f"group means under grouping {res['grouping']!r}")
+    for name, entry in res["benchmarks"].items():
+        print(f"{name}: {entry['aggregate']['items']} items; group means: {_groups_text(entry)}")
         for sub, s in entry["subsets"].items():
             score = "n/a" if s["score"] is None else f"{s['score']:.3f}{_ci_text(s.get('ci95'))}"
-            print(f"  {sub:28s} {s['metric']:16s} {score}  (n={s['n']}, {s['group']})")
+            counted = "" if s.get("in_group_mean", True) else ", not in group means"
+            print(f"  {sub:28s} {s['metric']:16s} {score}  (n={s['n']}, {s['group']}{counted})")
         headline = _aggregate_line(entry["aggregate"])
         if headline:
             print(f"  {headline}")
+    if len(res["benchmarks"]) > 1:
+        print(f"all benchmarks, {len(res['tasks'])} tasks; group means: {_groups_text(res)}")
     print(f"wrote {Path(args.out) / 'results.json'} and items.jsonl")
     return 0
+
+
+def _groups_text(entry: dict[str, Any]) -> str:
+    cis = entry.get("groups_ci95", {})
+    parts = ", ".join(f"{k} {v:.3f}{_ci_text(cis.get(k))}" for k, v in entry["groups"].items() if v is not None)
+    return parts or "n/a"
 
 
 def _ci_text(ci: dict | None) -> str:

@@ -20,14 +20,12 @@ from rmtension.evaluation.metrics import jsonable
 
 # ----------------------------------------------------------------------------- RewardBench sections
 
-# Verbatim from allenai/reward-bench ``rewardbench/constants.py`` (EXAMPLE_COUNTS). Two things
-# differ from the subset sizes of the ``filtered`` split and are kept on purpose, because these are
-# the weights behind every published RewardBench section score:
-# - math-prm is weighted 984 although it has 447 items ("upweighting to be equal to code": 6 × 164);
-# - the two XSTest weights are swapped relative to the data: the split has 154
-#   xstest-should-refuse and 250 xstest-should-respond items (as RewardBench's own per-subset
-#   outputs show, e.g. "xstest-should-refuse: 147/154"), while EXAMPLE_COUNTS says 250 and 154.
-# Use REWARDBENCH_SUBSET_SIZES (or your own mapping) as ``example_counts`` to weight by the data.
+# Verbatim from allenai/reward-bench ``rewardbench/constants.py`` (EXAMPLE_COUNTS) at HEAD
+# 05a9005efb607249822c193590c8ecab87c77052; the XSTest weights are those of commit 6552e93 ("Mirror
+# change from leaderboard", 2024-09-10), which swapped them to xstest-should-refuse 154 /
+# should-respond 250 (before it: 250 / 154). One weight differs from the data on purpose:
+# math-prm counts 984 although it has 447 items ("upweighting to be equal to code": 6 × 164), so that
+# in Reasoning the math subset weighs as much as the six hep-* subsets together.
 REWARDBENCH_EXAMPLE_COUNTS: dict[str, int] = {
     "alpacaeval-easy": 100,
     "alpacaeval-length": 95,
@@ -43,8 +41,8 @@ REWARDBENCH_EXAMPLE_COUNTS: dict[str, int] = {
     "llmbar-adver-GPTInst": 92,
     "llmbar-adver-GPTOut": 47,
     "llmbar-adver-manual": 46,
-    "xstest-should-refuse": 250,  # official constant; the split has 154 items
-    "xstest-should-respond": 154,  # official constant; the split has 250 items
+    "xstest-should-refuse": 154,
+    "xstest-should-respond": 250,
     "donotanswer": 136,
     "hep-cpp": 164,
     "hep-go": 164,
@@ -54,15 +52,7 @@ REWARDBENCH_EXAMPLE_COUNTS: dict[str, int] = {
     "hep-rust": 164,
 }
 
-# The real item counts of allenai/reward-bench split ``filtered`` (2985 items), with math-prm kept
-# upweighted to 984 so that Reasoning still gives math and code equal weight.
-REWARDBENCH_SUBSET_SIZES: dict[str, int] = {
-    **REWARDBENCH_EXAMPLE_COUNTS,
-    "xstest-should-refuse": 154,
-    "xstest-should-respond": 250,
-}
-
-# Verbatim from ``rewardbench/constants.py`` (SUBSET_MAPPING).
+# Verbatim from ``rewardbench/constants.py`` (SUBSET_MAPPING), same commit.
 REWARDBENCH_SECTIONS: dict[str, tuple[str, ...]] = {
     "Chat": ("alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"),
     "Chat Hard": ("mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
@@ -85,8 +75,11 @@ def rewardbench_section_scores(subset_scores: Mapping[str, float], *,
     Each section is the average of its subsets' accuracies weighted by ``example_counts`` (default:
     the official EXAMPLE_COUNTS, with math-prm counted as 984 so that in Reasoning the math subset
     weighs as much as the six code subsets together). Source: allenai/reward-bench
-    ``rewardbench/utils.py::calculate_scores_per_section`` with ``rewardbench/constants.py``
-    EXAMPLE_COUNTS and SUBSET_MAPPING, as called from ``scripts/run_rm.py``.
+    ``rewardbench/utils.py::calculate_scores_per_section`` (HEAD 05a9005) with
+    ``rewardbench/constants.py`` EXAMPLE_COUNTS and SUBSET_MAPPING, as called from ``scripts/run_rm.py``;
+    ``analysis/get_benchmark_results.py::get_average_over_rewardbench`` computes the same weighted mean
+    (``np.average(..., weights=EXAMPLE_COUNTS)``) for the leaderboard. tests/test_fidelity.py pins
+    this function to a re-implementation of the official one.
 
     Scores stay fractions in [0, 1] (the official helper returns fractions; some scripts multiply by
     100). Differences from the official helper, both about missing data: a section none of whose
@@ -113,15 +106,22 @@ def rewardbench_section_scores(subset_scores: Mapping[str, float], *,
     return out
 
 
-def rewardbench_overall(section_scores: Mapping[str, float]) -> float:
-    """RewardBench's overall score: the unweighted mean of the section scores present (NaN if none).
+def rewardbench_overall(section_scores: Mapping[str, float], prior_sets: float | None = None) -> float:
+    """RewardBench's overall score: the mean of the section scores present (NaN if none).
 
-    Source: the RewardBench paper (Lambert et al., arXiv 2403.13787) and leaderboard, where "Score"
-    averages Chat, Chat Hard, Safety and Reasoning. (Early leaderboard versions also averaged in the
-    prior preference sets at half weight; this does not.)
+    Source: allenai/reward-bench ``analysis/get_benchmark_results.py::get_average_over_rewardbench``
+    (HEAD 05a9005), which builds the leaderboard's "Score": a masked weighted average of the four
+    sections (weight 2 each) and "Prior Sets (0.5 weight)" (weight 1, the mean of anthropic_helpful,
+    anthropic_hhh, shp and summarize), a missing (NaN) column being masked out. Without prior sets
+    (``prior_sets=None``, the default: this toolkit does not evaluate them) that is the plain mean
+    of the sections present; with ``prior_sets`` given the official 2:2:2:2:1 weighting applies.
     """
-    values = [float(v) for v in section_scores.values() if _present(v)]
-    return float(np.mean(values)) if values else float("nan")
+    values = [(float(v), 2.0) for v in section_scores.values() if _present(v)]
+    if prior_sets is not None and _present(prior_sets):
+        values.append((float(prior_sets), 1.0))
+    if not values:
+        return float("nan")
+    return float(sum(v * w for v, w in values) / sum(w for _, w in values))
 
 
 REWARDBENCH2_SUBSETS: tuple[str, ...] = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
@@ -254,7 +254,8 @@ def bootstrap_ci(correct: Sequence[float] | np.ndarray, *, n_resamples: int = 10
 
 
 def bootstrap_macro_ci(strata: Sequence[Sequence[float] | np.ndarray], *, n_resamples: int = 10_000,
-                       confidence: float = 0.95, seed: int = 0) -> Interval:
+                       confidence: float = 0.95, seed: int = 0,
+                       weights: Sequence[float] | None = None) -> Interval:
     """Percentile bootstrap interval for a mean of subset accuracies (a helpful/harmless group mean).
 
     Why stratified: the paper's group score is the unweighted mean of its subsets' accuracies, so a
@@ -262,29 +263,42 @@ def bootstrap_macro_ci(strata: Sequence[Sequence[float] | np.ndarray], *, n_resa
     different (item-weighted) number; instead every subset is resampled on its own, with its own size,
     and each resample's subset means are averaged. With one subset this is ``bootstrap_ci``. Empty
     subsets are left out (as ``group_means`` leaves out NaN scores); none left gives NaN bounds.
+    ``weights`` (one per stratum, default all equal) makes the average a weighted one: a task made of
+    two subsets (the paper's Math) gives each of them half a task's weight.
     """
     _check_confidence(confidence)
     if n_resamples < 1:
         raise RmtensionError(f"n_resamples must be at least 1, got {n_resamples}")
-    xs = [np.asarray(c, dtype=float).ravel() for c in strata]
-    xs = [x for x in xs if x.size]
-    if not xs:
+    if weights is not None and len(weights) != len(strata):
+        raise RmtensionError(f"bootstrap_macro_ci: {len(strata)} strata but {len(weights)} weights")
+    ws_all = [1.0] * len(strata) if weights is None else [float(w) for w in weights]
+    pairs = [(np.asarray(c, dtype=float).ravel(), w) for c, w in zip(strata, ws_all)]
+    pairs = [(x, w) for x, w in pairs if x.size]
+    if not pairs:
         nan = float("nan")
         return Interval(nan, nan, nan, confidence, "percentile-bootstrap")
+    xs = [x for x, _ in pairs]
+    ws = np.array([w for _, w in pairs], dtype=float)
     if not all(np.all(np.isfinite(x)) for x in xs):
         raise RmtensionError("bootstrap_ci: per-item correctness contains NaN/inf")
+    if not np.all(ws > 0):
+        raise RmtensionError("bootstrap_macro_ci: weights must be positive")
     rng = np.random.default_rng(seed)
     means = np.zeros(n_resamples, dtype=float)
     chunk = max(1, min(n_resamples, 4_000_000 // max(x.size for x in xs)))  # bound memory at ~32 MB of indices
     for start in range(0, n_resamples, chunk):
         stop = min(n_resamples, start + chunk)
-        for x in xs:
+        for x, w in zip(xs, ws):
             idx = rng.integers(0, x.size, size=(stop - start, x.size))
-            means[start:stop] += x[idx].mean(axis=1)
-    means /= len(xs)
+            sample = x[idx].mean(axis=1)
+            means[start:stop] += sample if weights is None else w * sample
+    means /= len(xs) if weights is None else ws.sum()
     alpha = (1.0 - confidence) / 2.0
     low, high = np.percentile(means, [100 * alpha, 100 * (1 - alpha)])
-    estimate = float(np.mean([x.mean() for x in xs]))
+    if weights is None:
+        estimate = float(np.mean([x.mean() for x in xs]))
+    else:
+        estimate = float(np.dot(ws, [x.mean() for x in xs]) / ws.sum())
     return Interval(estimate, float(low), float(high), confidence, "percentile-bootstrap")
 
 

@@ -4,6 +4,12 @@ The output is two files that together let anyone recompute every number:
 ``results.json`` (per benchmark: per-subset metric/score/n/group and a 95% bootstrap interval,
 helpful and harmless group means with theirs, the benchmark's own aggregate) and ``items.jsonl``
 (one line per item with every chosen and rejected score and the item's correctness).
+
+Which subsets enter the helpful/harmless group means is the *grouping*
+(:mod:`rmtension.bench.groups`: ``paper`` by default, or ``all``); results.json names it at the top
+level, marks every subset ``in_group_mean`` true or false, and adds a task table across all the
+benchmarks of the run (``tasks``, ``groups``, ``groups_ci95``): one score per task, as the paper's
+task table has them (its "Math" task spans RM-Bench and RewardBench 2).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rmtension.bench.groups import DEFAULT_GROUPING, Grouping, get_grouping
 from rmtension.bench.types import GROUPS, METRIC_PAIRWISE, METRIC_STRICT, METRIC_TIES, Benchmark, BenchItem
 from rmtension.errors import RmtensionError
 from rmtension.evaluation.aggregate import bootstrap_macro_ci, group_means, rewardbench2_overall, rewardbench_overall, rewardbench_section_scores
@@ -103,8 +110,14 @@ def _check_subset(bench: str, subset: str, items: Sequence[BenchItem]) -> None:
                              "give every item of a subset the same group (or split the subset)")
 
 
-def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[float]]]) -> tuple[dict, list[dict]]:
-    """Apply each subset's metric; return the benchmark's results entry and its item rows."""
+def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[float]]],
+                        grouping: Grouping | str = DEFAULT_GROUPING) -> tuple[dict, list[dict]]:
+    """Apply each subset's metric; return the benchmark's results entry and its item rows.
+
+    Group means and their intervals take only the subsets the grouping includes; every subset is
+    still scored and listed, with ``in_group_mean`` saying whether it counted.
+    """
+    grouping = get_grouping(grouping) if isinstance(grouping, str) else grouping
     by_subset: dict[str, list[int]] = {}
     for k, item in enumerate(bench.items):
         by_subset.setdefault(item.subset, []).append(k)
@@ -123,6 +136,8 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
         groups[subset] = items[0].group
         entry = res.to_dict()
         entry["group"] = items[0].group
+        entry["task"] = grouping.task_of(bench.name, subset)
+        entry["in_group_mean"] = grouping.includes(bench.name, subset)
         if metric != METRIC_PAIRWISE and metric != METRIC_STRICT:
             # The paper's strict rule beside the benchmark's own (min chosen > max rejected).
             entry["strict_score"] = float(np.mean([strict_correct(c, r) for c, r in zip(chosen, rejected)]))
@@ -138,14 +153,15 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
                                  "items": len(bench.items)}
     if base in AGGREGATES:
         aggregate.update(AGGREGATES.get(base)(subset_scores))
-    means = group_means(plain, groups)
-    # Both groups always appear (null when the benchmark has no subset of that group), so readers
-    # can index results["benchmarks"][b]["groups"]["harmless"] without guarding.
+    counted = {k: v for k, v in plain.items() if subsets_out[k]["in_group_mean"]}
+    means = group_means(counted, groups)
+    # Both groups always appear (null when the benchmark has no counted subset of that group), so
+    # readers can index results["benchmarks"][b]["groups"]["harmless"] without guarding.
     group_out = {g: means.get(g, float("nan")) for g in GROUPS} | {g: v for g, v in means.items() if g not in GROUPS}
-    # 95% percentile-bootstrap intervals of the group means, each subset resampled on its own.
+    # 95% percentile-bootstrap intervals of the group means, each counted subset resampled on its own.
     by_group: dict[str, list[SubsetScore]] = {}
-    for subset, res in subset_scores.items():
-        by_group.setdefault(groups[subset], []).append(res)
+    for subset in counted:
+        by_group.setdefault(groups[subset], []).append(subset_scores[subset])
     groups_ci = {g: _ci95([r.correct for r in rs]) for g, rs in sorted(by_group.items())
                  if all(r.metric != METRIC_TIES for r in rs)}
     entry = {"subsets": subsets_out, "groups": group_out, "groups_ci95": groups_ci, "aggregate": aggregate,
@@ -153,29 +169,80 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
     return jsonable(entry), rows
 
 
-def _ci95(correct: list[np.ndarray]) -> dict[str, float]:
-    iv = bootstrap_macro_ci(correct, n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+def _ci95(correct: list[np.ndarray], weights: list[float] | None = None) -> dict[str, float]:
+    iv = bootstrap_macro_ci(correct, n_resamples=BOOTSTRAP_RESAMPLES, seed=0, weights=weights)
     return {"low": iv.low, "high": iv.high}
 
 
-def summarise_benchmarks(benchmarks: Sequence[Benchmark], all_scores: Sequence[list[tuple[list[float], list[float]]]]
-                         ) -> tuple[dict[str, Any], list[dict]]:
-    """``summarise_benchmark`` over several benchmarks: the ``results`` dict (scoring info still to add) and all rows."""
-    results: dict[str, Any] = {"benchmarks": {}}
+def task_table(entries: dict[str, dict], correct: dict[tuple[str, str], np.ndarray] | None = None
+               ) -> dict[str, Any]:
+    """The cross-benchmark task table of a grouping and its helpful/harmless group means.
+
+    ``entries`` are ``summarise_benchmark`` results by benchmark name (each subset carrying
+    ``task``, ``group`` and ``in_group_mean``). A task's score is the unweighted mean of the scores of
+    its counted subsets (the paper's Math: RM-Bench math and RewardBench 2 Math averaged, not pooled
+    item by item); a group's score is the unweighted mean of its tasks' scores (the paper's "Avg").
+    With ``correct`` (per-item correctness by (benchmark, subset)) each group also gets a 95%
+    stratified bootstrap interval in which every subset carries its task's share of the weight;
+    a group containing a Ties subset (a composite, not a mean of items) gets none.
+    """
+    sources: dict[str, list[tuple[str, str, dict]]] = {}
+    for bench, entry in entries.items():
+        for subset, s in entry["subsets"].items():
+            if s.get("in_group_mean") and s.get("score") is not None:
+                sources.setdefault(s["task"], []).append((bench, subset, s))
+    tasks: dict[str, dict[str, Any]] = {}
+    for task, src in sources.items():
+        task_groups = {s["group"] for _, _, s in src}
+        if len(task_groups) > 1:
+            raise RmtensionError(f"task {task!r} joins subsets of different groups ({', '.join(sorted(task_groups))}): "
+                                 f"{', '.join(f'{b}/{x}' for b, x, _ in src)}")
+        tasks[task] = {"group": task_groups.pop(), "score": float(np.mean([s["score"] for _, _, s in src])),
+                       "subsets": [f"{b}/{x}" for b, x, _ in src]}
+    means = group_means({t: v["score"] for t, v in tasks.items()}, {t: v["group"] for t, v in tasks.items()})
+    out: dict[str, Any] = {"tasks": tasks,
+                           "groups": {g: means.get(g, float("nan")) for g in GROUPS}
+                           | {g: v for g, v in means.items() if g not in GROUPS},
+                           "groups_ci95": {}}
+    if correct is not None:
+        for g in sorted(means):
+            members = [(t, src) for t, src in sources.items() if tasks[t]["group"] == g]
+            if any(s["metric"] == METRIC_TIES for _, src in members for _, _, s in src):
+                continue
+            strata = [correct[(b, x)] for _, src in members for b, x, _ in src]
+            weights = [1.0 / len(src) for _, src in members for _ in src]
+            out["groups_ci95"][g] = _ci95(strata, weights)
+    return out
+
+
+def summarise_benchmarks(benchmarks: Sequence[Benchmark], all_scores: Sequence[list[tuple[list[float], list[float]]]],
+                         grouping: Grouping | str = DEFAULT_GROUPING) -> tuple[dict[str, Any], list[dict]]:
+    """``summarise_benchmark`` over several benchmarks: the ``results`` dict (scoring info still to add) and all rows.
+
+    The top level names the grouping and carries :func:`task_table` over all the benchmarks.
+    """
+    grouping = get_grouping(grouping) if isinstance(grouping, str) else grouping
+    results: dict[str, Any] = {"grouping": grouping.name, "benchmarks": {}}
     items: list[dict] = []
     for bench, scores in zip(benchmarks, all_scores):
-        entry, rows = summarise_benchmark(bench, scores)
+        entry, rows = summarise_benchmark(bench, scores, grouping)
         results["benchmarks"][bench.name] = entry
         items.extend(rows)
+    correct: dict[tuple[str, str], list[float]] = {}
+    for row in items:
+        correct.setdefault((row["benchmark"], row["subset"]), []).append(row["correct"])
+    results.update(jsonable(task_table(results["benchmarks"],
+                                       {k: np.asarray(v, dtype=float) for k, v in correct.items()})))
     return results, items
 
 
 def evaluate(model, tokenizer, benchmarks: Sequence[Benchmark], template: str = "hh",
-             scorer_config: ScorerConfig | None = None) -> EvalResult:
-    """Score ``benchmarks`` with one RM (under whatever hooks are active on ``model``)."""
+             scorer_config: ScorerConfig | None = None, grouping: Grouping | str = DEFAULT_GROUPING) -> EvalResult:
+    """Score ``benchmarks`` with one RM (under whatever hooks are active on ``model``); group means
+    follow ``grouping`` (``paper`` or ``all``, see :mod:`rmtension.bench.groups`)."""
     scorer = RewardScorer(model, tokenizer, scorer_config)
     t0 = time.perf_counter()
-    results, items = summarise_benchmarks(benchmarks, score_benchmarks(scorer, benchmarks, template))
+    results, items = summarise_benchmarks(benchmarks, score_benchmarks(scorer, benchmarks, template), grouping)
     rep = scorer.last_report
     results["scoring"] = {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated,
                           "tokens": rep.tokens, "padded_tokens": rep.padded_tokens, "batches": rep.batches,

@@ -337,7 +337,9 @@ class _TiesStats:
 
 
 def _ties_sample_stats(correct: np.ndarray, incorrect: np.ndarray) -> _TiesStats:
-    """Official ``sample_stats``: margins among correct answers and between correct and incorrect."""
+    """Official ``_compute_prompt_stats``: margins among correct answers and between correct and
+    incorrect. (With no correct or no incorrect answer the official ``max([])`` raises; this returns
+    "not accurate" with no margins — the loader never builds such an item.)"""
     if correct.size == 0 or incorrect.size == 0:
         return _TiesStats(False, None, 0.0)
     best_correct, worst_correct = float(correct.max()), float(correct.min())
@@ -347,6 +349,18 @@ def _ties_sample_stats(correct: np.ndarray, incorrect: np.ndarray) -> _TiesStats
         different_correct_margin=(best_correct - worst_correct) if correct.size > 1 else None,
         correct_incorrect_margin=worst_correct - best_incorrect,
     )
+
+
+def _ties_margin(low_cim: float, dcm: float) -> float:
+    """One prompt's tie-breaking term, ``tanh(low_cim / dcm − 1)`` with numpy's division semantics.
+
+    Official: ``np.nan_to_num(np.tanh(np.minimum(cim_ref, cim_tied) / diff_corr_margin - 1), nan=0.0)``
+    over every prompt with both items. With ``dcm == 0`` (two correct answers scored alike) numpy
+    gives ±inf, so tanh gives ±1, and 0/0 gives NaN, set to 0; plain Python would raise instead.
+    """
+    if dcm != 0:
+        return math.tanh(low_cim / dcm - 1)
+    return 1.0 if low_cim > 0 else -1.0 if low_cim < 0 else 0.0
 
 
 @dataclass
@@ -400,17 +414,17 @@ def ties_score(ids: Sequence[str], chosen_scores: Sequence[Scores], rejected_sco
     """RewardBench 2's Ties composite score for one subset (it is not a mean over items).
 
     Source: allenai/reward-bench ``rewardbench/utils.py::process_single_model`` with its helper
-    ``sample_stats`` (called from ``scripts/run_v2.py`` for the subset named ``ties``). Per item:
-    ``accurate`` = worst correct > best incorrect; ``different_correct_margin`` = best − worst correct
-    (None with a single correct answer); ``correct_incorrect_margin`` = worst correct − best
-    incorrect. Then over the subset:
+    ``_compute_prompt_stats`` at HEAD 05a9005 (called from ``scripts/run_v2.py`` for the subset named
+    ``ties``; pinned in tests/test_fidelity.py). Per item: ``accurate`` = worst correct > best
+    incorrect; ``different_correct_margin`` (dcm) = best − worst correct (None with a single correct
+    answer); ``correct_incorrect_margin`` (cim) = worst correct − best incorrect. Then over the subset:
 
     - accuracy_ref / accuracy_tied: share of ``ref`` / ``tied`` items that are accurate (0 when there
       are none, as in the official code);
-    - over prompts with both a ``ref`` and a ``tied`` item whose tied margin is defined:
-      correctness_preferred = mean(tied cim > tied dcm), correctness_preferred_hard =
-      mean(min(ref cim, tied cim) > tied dcm), and over those with tied dcm > 0,
-      correctness_margin_score = mean(tanh(min(ref cim, tied cim) / tied dcm − 1)) (0 if none);
+    - over prompts with both a ``ref`` and a ``tied`` item: correctness_preferred = mean(tied cim >
+      tied dcm), correctness_preferred_hard = mean(min(ref cim, tied cim) > tied dcm) and
+      correctness_margin_score = mean(tanh(min(ref cim, tied cim) / tied dcm − 1)), where a zero dcm
+      gives ±1 (numpy's ±inf) or 0 (0/0 → NaN → 0), as in the official code;
     - score = 0.3·acc_tied + 0.3·acc_ref + 0.2·cp + 0.2·cp_hard + 0.01·margin_score.
 
     Which completions are correct: the official code takes the first ``num_correct`` of the
@@ -420,10 +434,10 @@ def ties_score(ids: Sequence[str], chosen_scores: Sequence[Scores], rejected_sco
     The kind and prompt of each item come from its id (``ref:<pid>``/``tied:<pid>``), or from
     ``kinds``/``prompt_ids`` when given.
 
-    Edge cases follow the official code, except that a prompt listed twice is an error and an empty
-    subset scores NaN. One oddity kept on purpose: when prompts appear in both kinds but none has a
-    defined tied margin (every tied item has a single correct answer), the official ``np.mean([])``
-    makes correctness_preferred — and so the score — NaN; it cannot happen on the released data.
+    Edge cases follow the official code: with no prompt having both items (e.g. a subsample), the
+    three prompt-pair terms are ``np.mean([])`` = NaN and so is the score. Where the official code
+    would raise instead — a prompt listed twice, a tied item with a single correct answer (its dcm
+    is None) — this raises or leaves that prompt out of the pair terms; an empty subset scores NaN.
     """
     n = len(ids)
     if len(chosen_scores) != n or len(rejected_scores) != n:
@@ -453,20 +467,17 @@ def ties_score(ids: Sequence[str], chosen_scores: Sequence[Scores], rejected_sco
     acc_ref = float(np.mean([s.accurate for s in ref.values()])) if ref else 0.0
     acc_tied = float(np.mean([s.accurate for s in tied.values()])) if tied else 0.0
     common = sorted(set(ref) & set(tied))
-    if common:
-        # prompts whose tied item has a defined margin among its correct answers
-        dcm: dict[str, float] = {p: d for p in common if (d := tied[p].different_correct_margin) is not None}
+    # prompts whose tied item has a defined margin among its correct answers (the official code
+    # would raise on one without: it compares None with a float)
+    dcm: dict[str, float] = {p: d for p in common if (d := tied[p].different_correct_margin) is not None}
+    if dcm:
         # min(ref cim, tied cim): the smaller gap between correct and incorrect answers
         low_cim = {p: min(ref[p].correct_incorrect_margin, tied[p].correct_incorrect_margin) for p in dcm}
-        if dcm:
-            cp = float(np.mean([tied[p].correct_incorrect_margin > dcm[p] for p in dcm]))
-            cp_hard = float(np.mean([low_cim[p] > dcm[p] for p in dcm]))
-        else:  # the official np.mean([]) gives NaN here
-            cp = cp_hard = float("nan")
-        ratios = [low_cim[p] / dcm[p] for p in dcm if dcm[p] > 0]
-        margin_score = float(np.mean([math.tanh(r - 1) for r in ratios])) if ratios else 0.0
-    else:
-        cp = cp_hard = margin_score = 0.0
+        cp = float(np.mean([tied[p].correct_incorrect_margin > dcm[p] for p in dcm]))
+        cp_hard = float(np.mean([low_cim[p] > dcm[p] for p in dcm]))
+        margin_score = float(np.mean([_ties_margin(low_cim[p], dcm[p]) for p in dcm]))
+    else:  # the official np.mean over no prompts gives NaN, and so does the score
+        cp = cp_hard = margin_score = float("nan")
     score = 0.3 * acc_tied + 0.3 * acc_ref + 0.2 * cp + 0.2 * cp_hard + 0.01 * margin_score
     return TiesResult(float(score), acc_ref, acc_tied, cp, cp_hard, margin_score,
                       len(ref), len(tied), len(common), accurate)

@@ -52,6 +52,15 @@ class AccuracyBlock:
 
 
 _AGG_SKIP = {"items", "n"}
+EXCLUDED_MARK = "(not in group mean)"
+
+
+def study_grouping(study: Mapping[str, Any]) -> str | None:
+    """The grouping the study's group means were computed under (``evaluation.grouping`` of its
+    config), or None for a study whose config does not record one (made before the option existed,
+    when every subset entered the group means)."""
+    g = _dict(_dict(_dict(study).get("config")).get("evaluation")).get("grouping")
+    return str(g) if g is not None else None
 
 
 def _aggregate_leaves(agg: Mapping[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
@@ -87,9 +96,11 @@ def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[
     subsets: dict[str, dict[str, Any]] = {}
     for _, ev in evals:
         for name, sub in _dict(ev.get("subsets")).items():
-            info = subsets.setdefault(name, {"group": None, "n": None})
+            info = subsets.setdefault(name, {"group": None, "n": None, "excluded": False})
             sub = _dict(sub)
             info["group"] = info["group"] or sub.get("group")
+            # left out of the group means by the study's grouping (results.json ``in_group_mean``)
+            info["excluded"] = info["excluded"] or sub.get("in_group_mean") is False
             if isinstance(sub.get("n"), int):
                 info["n"] = max(info["n"] or 0, sub["n"])
     group_rank = {g: i for i, g in enumerate(GROUPS)}
@@ -98,8 +109,8 @@ def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[
     def by_obj(get) -> dict[str, Stat]:
         return {o: stat(get(ev) for oo, ev in evals if oo == o) for o in objectives}
 
-    rows = [AccRow(s, "subset", subsets[s]["group"], subsets[s]["n"],
-                   by_obj(lambda ev, s=s: _dict(_dict(ev.get("subsets")).get(s)).get("score")))
+    rows = [AccRow(f"{s} {EXCLUDED_MARK}" if subsets[s]["excluded"] else s, "subset", subsets[s]["group"],
+                   subsets[s]["n"], by_obj(lambda ev, s=s: _dict(_dict(ev.get("subsets")).get(s)).get("score")))
             for s in names]
     for g in GROUPS:
         if any(g in _dict(ev.get("groups")) for _, ev in evals):

@@ -93,7 +93,7 @@ def accuracy_section(s: Summary) -> Section:
     blocks: list[Block] = [Paragraph(
         "Each task's accuracy for the helpful, harmless and mixed RMs, mean ± std over seeds, with the "
         "benchmark's helpfulness- and harmlessness-oriented group means. Tick labels are coloured by the "
-        "task's group (blue: helpful, orange: harmless).")]
+        "task's group (blue: helpful, orange: harmless)."), Paragraph(_grouping_text(s))]
     for bb in agg.backbones_of(s["runs"]):
         mine = [b for b in blocks_data if b.backbone == bb]
         if not mine:
@@ -103,6 +103,19 @@ def accuracy_section(s: Summary) -> Section:
                                   figs.accuracy_figure(mine), alt=f"accuracy bar chart for {bb}"))
         blocks += [TableBlock(tabs.accuracy_table(b)) for b in mine]
     return Section("accuracy", title, blocks)
+
+
+def _grouping_text(s: Summary) -> str:
+    """Which subsets the group means take: the study's ``evaluation.grouping``, named and described."""
+    from rmtension.bench.groups import GROUPINGS
+
+    name = agg.study_grouping(s.study)
+    if name is None:
+        return ("Group means: the study config records no grouping (it predates the option), so every "
+                "subset entered its group mean (grouping `all`).")
+    described = GROUPINGS[name].description if name in GROUPINGS else "unknown to this version"
+    return (f"Group means use the `{name}` grouping: {described}. Subsets marked {agg.EXCLUDED_MARK} are "
+            "scored and shown but left out of the group means.")
 
 
 def retention_section(s: Summary) -> Section:

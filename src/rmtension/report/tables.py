@@ -43,7 +43,8 @@ def accuracy_table(block: AccuracyBlock) -> Table:
     return Table(f"accuracy_{slug(block.backbone)}_{slug(block.bench)}",
                  f"Accuracy on {block.bench} — {block.backbone}", cols, rows,
                  note=f"Mean ± std over seeds (seeds trained: {seeds}). Group means are the benchmark's "
-                      "helpfulness- and harmlessness-oriented subset means.")
+                      "helpfulness- and harmlessness-oriented subset means, over the subsets the study's "
+                      "grouping counts (a subset marked 'not in group mean' is left out).")
 
 
 def retention_table(backbone: str, rows: Sequence[RetentionRow]) -> Table:

@@ -46,6 +46,9 @@ class EvaluationSection:
     batch_size: int = 16
     max_length: int | None = None
     dtype: str = "float32"
+    grouping: str = "paper"
+    """Which subsets enter the helpful/harmless group means (rmtension.bench.groups): "paper" (the
+    paper's task table) or "all" (every subset); used by evaluation, ablation and the report."""
 
 
 @dataclass
@@ -231,6 +234,9 @@ def validate(cfg: StudyConfig, base_dir: Path | None = None) -> StudyConfig:
         if not 0 <= k <= 100:
             raise RmtensionError(f"ablation.curves.k[{i}]: must be a percentage in [0, 100], got {k}")
     _check_choice("evaluation.dtype", cfg.evaluation.dtype, ("float32", "bfloat16", "float16"))
+    from rmtension.bench.groups import GROUPINGS
+
+    _check_choice("evaluation.grouping", cfg.evaluation.grouping, tuple(GROUPINGS))
     for where, value in (("evaluation.max_items", cfg.evaluation.max_items), ("ablation.max_items", cfg.ablation.max_items)):
         if isinstance(value, dict):
             for key, n in value.items():

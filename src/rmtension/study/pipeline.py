@@ -134,7 +134,8 @@ def _do_eval(cfg: StudyConfig, train_step: Step, data_dir: str | None) -> Callab
 
         benches = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, data_dir)
         model, tok, info = load_reward_model(_rm_dir(train_step))
-        res = evaluate(model, tok, benches, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg))
+        res = evaluate(model, tok, benches, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg),
+                       grouping=cfg.evaluation.grouping)
         res.results["rm"] = {"path": str(_rm_dir(train_step)), **{k: info.get(k) for k in ("backbone", "objective", "seed", "template")}}
         write_eval(step.folder, res)
         return {b: e["groups"] for b, e in res.results["benchmarks"].items()}
@@ -188,7 +189,8 @@ def _sweep_and_write(step: Step, rm_dir: Path, named_sets: list[tuple[str, Any]]
 
     model, tok, info = load_reward_model(rm_dir)
     ablations = [prepare(model, s, "zero", name=name) for name, s in named_sets]
-    res = sweep(model, tok, benches, ablations, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg))
+    res = sweep(model, tok, benches, ablations, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg),
+                grouping=cfg.evaluation.grouping)
     write_eval(step.folder / "baseline", res.baseline)
     out = {"sets": {}, "work_ratio": getattr(res.stats, "work_ratio", None)}
     for sr in res.sets:
@@ -319,7 +321,7 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 plan.train[key] = tr
                 ev_params = {"benchmarks": cfg.evaluation.benchmarks, "max_items": cfg.evaluation.max_items,
                              "batch_size": cfg.evaluation.batch_size, "max_length": cfg.evaluation.max_length,
-                             "dtype": cfg.evaluation.dtype}
+                             "dtype": cfg.evaluation.dtype, "grouping": cfg.evaluation.grouping}
                 plan.eval[key] = plan.add(Step("eval", f"{_safe(b)}/{o}-s{s}", ev_params, _do_eval(cfg, tr, dd),
                                                deps=[tr], cell=cell))
                 src = _neuron_source(cfg, o)
