@@ -9,8 +9,8 @@ Source for every definition below: EshaanT/RM-alignment_tension at commit
   ``get_reward_bench2``: one unit per row, with all its chosen and all its rejected responses.
 - ``RM_interpretation/benchmarking/evaluation.py::rm_acc`` (line 235): a unit is right iff
   ``min(cho_index_dic[idx]) > max(rej_index_dic[idx])`` (strict).
-- ``notebooks/plotsNresults.ipynb``, the retention cell (code cell 20; cell 19 is the same main
-  retention alone): per task, ``inter_union`` counts ``hh == 1 and (he == 1 or ha == 1)``,
+- ``notebooks/plotsNresults.ipynb``, the retention cell (``cells[20]``, 0-based over all cells, lines
+  1600-1630 of the .ipynb file; ``cells[19]`` is the same main retention alone): per task, ``inter_union`` counts ``hh == 1 and (he == 1 or ha == 1)``,
   ``union_union`` counts ``he == 1 or ha == 1`` (the mixed RM is not in the denominator),
   ``transferability = inter_union / union_union``; ``pairwise_he = inter_he / union_he`` with
   ``inter_he`` counting ``hh == 1 and he == 1`` and ``union_he`` counting ``hh == 1 or he == 1`` —

@@ -10,7 +10,8 @@ and harmless RMs get right:
     kept_harmless    = |C_M ∩ C_A| / |C_A|
 
 Source of the paper's definitions: EshaanT/RM-alignment_tension ``notebooks/plotsNresults.ipynb`` at
-commit 96efa92ee8bb12bd63baeb6aba407c203b6b2751, the retention cells (code cells 19 and 20): per task
+commit 96efa92ee8bb12bd63baeb6aba407c203b6b2751, the retention cells (``cells[19]`` and ``cells[20]``,
+0-based over all cells; the latter's counts are at lines 1600-1630 of the .ipynb file): per task
 ``inter_union`` counts units with ``hh == 1 and (he == 1 or ha == 1)`` and ``union_union`` units with
 ``he == 1 or ha == 1`` (the mixed RM is *not* in the denominator), ``transferability =
 inter_union / union_union``; the pairwise numbers are ``pairwise_he = inter_he / union_he`` with
