@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from rmtension.analysis.calibration import compare_calibration, compare_margins, item_margin, shared_histogram
-from rmtension.analysis.retention import correct_mask, retention, retention_by_task
+from rmtension.analysis.compare import CompareOptions
+from rmtension.analysis.retention import correct_mask, retention, retention_by_task, unit_correctness
 from rmtension.errors import RmtensionError
 
 # item:     a  b  c  d  e  f
@@ -162,3 +163,19 @@ def test_calibration_empty_and_checks():
         compare_margins([float("nan")], [1.0])
     h = shared_histogram([0.0, 1.0], [0.5], bins=[0.0, 0.5, 1.0])
     assert h.single == [1, 1] and h.mixed == [0, 1]
+
+
+def test_unit_correctness_units_and_bad_unit():
+    rows = {"x": {"chosen_scores": [2.0, 1.0, 0.5], "rejected_scores": [1.0, 1.5, 0.0], "correct": 4 / 9},
+            "y": {"chosen_scores": [1.0], "rejected_scores": [0.0], "correct": 1.0}}
+    # the paper's units: an RM-Bench item is its three same-style pairs (2>1, 1>1.5 no, 0.5>0)
+    assert unit_correctness({"x": rows["x"]}, "rm-bench") == {"x#0": True, "x#1": False, "x#2": True}
+    assert unit_correctness({"y": rows["y"]}, "pairwise") == {"y": True}
+    # whole items: the benchmark's own correctness, thresholded later by retention()
+    assert unit_correctness(rows, "rm-bench", unit="item") == {"x": 4 / 9, "y": 1.0}
+    with pytest.raises(RmtensionError, match="retention unit"):
+        unit_correctness(rows, "rm-bench", unit="diagonal")
+    with pytest.raises(RmtensionError, match="same-style"):
+        unit_correctness({"z": {"chosen_scores": [1.0, 2.0], "rejected_scores": [0.0]}}, "rm-bench")
+    with pytest.raises(RmtensionError, match="retention unit"):
+        CompareOptions(unit="all-nine").check()
