@@ -127,7 +127,7 @@ def _comparison_tables(c: dict[str, Any], margin_rule: str) -> list[str]:
                      ""])
     out = [title, _table(["task", "group", "n", "units", "acc M", "acc H", "acc A", *RETENTION_HEADERS, "|C_H∪C_A|"],
                          rows),
-           f"retention over {UNIT_TEXT.get(c['retention_unit'], c['retention_unit'])}; {RETENTION_LEGEND}"]
+           f"retention over {UNIT_TEXT.get(c['retention_unit'], c['retention_unit'])}\n{RETENTION_LEGEND}"]
     crow = []
     for e in c["calibration"]:
         sm, mm = e["single_margin"], e["mixed_margin"]
