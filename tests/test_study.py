@@ -134,6 +134,8 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     summary = json.loads((out / "summary.json").read_text())
     assert {r["objective"] for r in summary["runs"]} == {"helpful", "harmless", "mixed"}
     assert summary["retention"] and summary["overlap"] and summary["curves"]
+    assert {e["unit"] for e in summary["retention"]} == {"paper"}  # the paper's retention units, recorded
+    assert {"jaccard_helpful", "kept_helpful"} <= set(next(iter(summary["retention"][0]["tasks"].values())))
     assert {a["set"] for a in summary["ablation"]} == {"own", "shared", "helpful-only", "harmless-only", "random"}
     # The mixed RM's shared set really is the intersection of the helpful and harmless RMs' neurons.
     from rmtension.neurons.setfile import load_set

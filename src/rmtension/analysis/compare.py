@@ -4,9 +4,13 @@ Input: eval folders (``results.json`` + ``items.jsonl``) grouped into :class:`Ru
 :mod:`rmtension.analysis.eval_runs`. For each triple and each task (benchmark subset) scored by all
 three RMs:
 
-- **retention** (:func:`rmtension.analysis.retention.retention`): |C_M ∩ (C_H ∪ C_A)| / |C_H ∪ C_A|
-  and the pairwise variants |C_M ∩ C_H| / |C_H| ("vs_helpful") and |C_M ∩ C_A| / |C_A|
-  ("vs_harmless"), with an item "right" when its correctness in items.jsonl reaches ``threshold``;
+- **retention** (:func:`rmtension.analysis.retention.retention`): |C_M ∩ (C_H ∪ C_A)| / |C_H ∪ C_A|;
+  the paper's pairwise retention, the Jaccard indices |C_M ∩ C_H| / |C_M ∪ C_H| ("jaccard_helpful")
+  and |C_M ∩ C_A| / |C_M ∪ C_A| ("jaccard_harmless"); and ours, |C_M ∩ C_H| / |C_H| ("kept_helpful")
+  and |C_M ∩ C_A| / |C_A| ("kept_harmless"). The sets are of *units* (``unit``): by default the
+  paper's (an RM-Bench item is three same-style pairs, anything else one unit right iff
+  min(chosen) > max(rejected)), or ``"item"``: whole items, right when their correctness in
+  items.jsonl reaches ``threshold`` (an RM-Bench item then needs all nine cells);
 - **calibration** (:func:`rmtension.analysis.calibration.compare_calibration`): on the items that
   a single-objective RM and the mixed RM both get right, their margins and scores side by side —
   per task, and pooled over the helpful-oriented tasks, the harmless-oriented tasks and all tasks
@@ -16,7 +20,7 @@ Then, per backbone, every number as mean ± std over the seeds given
 (:func:`rmtension.evaluation.aggregate.mean_std`).
 
 The JSON (:meth:`CompareResult.to_dict`) uses the field names of the study's ``summary.json``
-(docs/STUDY_FORMAT.md: ``retention`` entries with ``tasks``; ``calibration`` entries with ``single``,
+(docs/STUDY_FORMAT.md: ``retention`` entries with ``unit`` and ``tasks``; ``calibration`` entries with ``single``,
 ``group``, ``single_margin``, ``mixed_margin``, ``share_mixed_smaller``, ``hist``), so a study can
 copy :meth:`CompareResult.summary_entries` into its summary unchanged.
 """
@@ -31,7 +35,7 @@ import numpy as np
 
 from rmtension.analysis.calibration import MARGIN_RULES, CalibrationResult, compare_calibration
 from rmtension.analysis.eval_runs import RunTriple, TaskRows
-from rmtension.analysis.retention import DEFAULT_THRESHOLD, retention
+from rmtension.analysis.retention import DEFAULT_THRESHOLD, DEFAULT_UNIT, check_unit, retention, unit_correctness
 from rmtension.bench.types import GROUPS
 from rmtension.errors import RmtensionError
 from rmtension.evaluation.aggregate import mean_std
@@ -39,23 +43,28 @@ from rmtension.evaluation.metrics import jsonable
 
 SINGLES = ("helpful", "harmless")
 POOLS = (*GROUPS, "all")
-SEED_FIELDS = ("retention", "vs_helpful", "vs_harmless")
+SEED_FIELDS = ("retention", "jaccard_helpful", "jaccard_harmless", "kept_helpful", "kept_harmless")
 CALIBRATION_SEED_FIELDS = ("n", "share_mixed_smaller", "mean_margin_difference", "single_margin.mean",
                            "mixed_margin.mean", "single_score.mean_abs", "mixed_score.mean_abs")
 
 
 @dataclass(frozen=True)
 class CompareOptions:
-    """threshold: correctness that counts as right (1.0 = fully right, the strict rule);
+    """unit: what retention counts, "paper" (the paper's code's units, default) or "item" (whole
+    items at ``threshold``), see :mod:`rmtension.analysis.retention`;
+    threshold: per-item correctness that counts as right (1.0 = fully right), for ``unit="item"``
+    retention and for calibration (which always works on whole items);
     margin: "min-max" or "mean" (see calibration); bins: histogram bins of the pooled entries;
     intersect: use the items common to the three RMs when their item sets differ (else an error)."""
 
+    unit: str = DEFAULT_UNIT
     threshold: float = DEFAULT_THRESHOLD
     margin: str = "min-max"
     bins: int = 20
     intersect: bool = False
 
     def check(self) -> None:
+        check_unit(self.unit)
         if not 0.0 < self.threshold <= 1.0:
             raise RmtensionError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.margin not in MARGIN_RULES:
@@ -70,6 +79,7 @@ class Comparison:
 
     backbone: str | None
     seed: int | None
+    retention_unit: str
     runs: dict[str, dict[str, Any]]
     tasks: dict[str, dict[str, Any]]
     groups: dict[str, dict[str, Any]]
@@ -78,7 +88,8 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({"backbone": self.backbone, "seed": self.seed, "runs": self.runs, "tasks": self.tasks,
+        return jsonable({"backbone": self.backbone, "seed": self.seed, "retention_unit": self.retention_unit,
+                         "runs": self.runs, "tasks": self.tasks,
                          "groups": self.groups, "calibration": self.calibration,
                          "skipped_tasks": self.skipped_tasks, "notes": self.notes})
 
@@ -92,13 +103,15 @@ class CompareResult:
     over_seeds: dict[str, dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({"threshold": self.options.threshold, "margin_rule": self.options.margin,
+        return jsonable({"retention_unit": self.options.unit, "threshold": self.options.threshold,
+                         "margin_rule": self.options.margin,
                          "bins": self.options.bins, "intersect": self.options.intersect,
                          "comparisons": [c.to_dict() for c in self.comparisons], "over_seeds": self.over_seeds})
 
     def summary_entries(self) -> dict[str, list[dict[str, Any]]]:
         """The ``retention`` and ``calibration`` lists of a study's summary.json."""
-        retention_entries = [jsonable({"backbone": c.backbone, "seed": c.seed, "tasks": c.tasks})
+        retention_entries = [jsonable({"backbone": c.backbone, "seed": c.seed, "unit": c.retention_unit,
+                                       "tasks": c.tasks})
                              for c in self.comparisons]
         calibration_entries = [jsonable({"backbone": c.backbone, "seed": c.seed, **e})
                                for c in self.comparisons for e in c.calibration]
@@ -159,16 +172,21 @@ def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()
         if len(metrics) > 1:
             raise RmtensionError(f"task {key} was scored with different metrics ({', '.join(map(str, metrics))})")
         group = by_role["mixed"].group or by_role["helpful"].group
+        metric = by_role["mixed"].metric
         correct = {role: {i: float(t.rows[i]["correct"]) for i in ids} for role, t in by_role.items()}
-        ret = retention(correct["mixed"], correct["helpful"], correct["harmless"], threshold=options.threshold)
+        units = {role: unit_correctness({i: t.rows[i] for i in ids}, metric, unit=options.unit)
+                 for role, t in by_role.items()}
+        ret = retention(units["mixed"], units["helpful"], units["harmless"], threshold=options.threshold)
         r = ret.to_dict()
         entry: dict[str, Any] = {
             "benchmark": by_role["mixed"].benchmark, "subset": by_role["mixed"].subset, "group": group,
-            "metric": by_role["mixed"].metric, "n": len(ids), "retention": r["retention"],
-            "vs_helpful": r["helpful_retention"], "vs_harmless": r["harmless_retention"], "n_union": r["n_union"],
+            "metric": metric, "n": len(ids), "n_units": r["n_units"], "retention": r["retention"],
+            "jaccard_helpful": r["jaccard_helpful"], "jaccard_harmless": r["jaccard_harmless"],
+            "kept_helpful": r["kept_helpful"], "kept_harmless": r["kept_harmless"], "n_union": r["n_union"],
             "n_helpful": r["n_helpful"], "n_harmless": r["n_harmless"], "n_mixed": r["n_mixed"],
             "n_mixed_and_union": r["n_mixed_and_union"], "n_mixed_and_helpful": r["n_mixed_and_helpful"],
-            "n_mixed_and_harmless": r["n_mixed_and_harmless"], "n_mixed_only": r["n_mixed_only"],
+            "n_mixed_and_harmless": r["n_mixed_and_harmless"], "n_mixed_or_helpful": r["n_mixed_or_helpful"],
+            "n_mixed_or_harmless": r["n_mixed_or_harmless"], "n_mixed_only": r["n_mixed_only"],
             "accuracy": {role: float(np.mean(list(c.values()))) if c else float("nan") for role, c in correct.items()},
             "calibration": {},
         }
@@ -193,7 +211,7 @@ def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()
                                       threshold=options.threshold, margin=options.margin, bins=options.bins)
             calibration.append({"single": single, "group": pool, **_calibration_dict(res, with_hist=True)})
     return Comparison(
-        backbone=triple.backbone, seed=triple.seed,
+        backbone=triple.backbone, seed=triple.seed, retention_unit=options.unit,
         runs={role: {"path": run.path, "objective": run.objective, "ablation": run.ablation}
               for role, run in runs.items()},
         tasks=tasks, groups=_group_means(tasks), calibration=calibration, skipped_tasks=skipped, notes=notes)

@@ -139,7 +139,9 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
         entry["task"] = grouping.task_of(bench.name, subset)
         entry["in_group_mean"] = grouping.includes(bench.name, subset)
         if metric != METRIC_PAIRWISE and metric != METRIC_STRICT:
-            # The paper's strict rule beside the benchmark's own (min chosen > max rejected).
+            # The strict rule min(chosen) > max(rejected) per item, beside the benchmark's own. On RewardBench 2
+            # rows it is the paper's code's rule (RM-alignment_tension evaluation.py::rm_acc); on an RM-Bench
+            # item it asks all nine cells, which the paper did not compute (it scored same-style pairs = normal).
             entry["strict_score"] = float(np.mean([strict_correct(c, r) for c, r in zip(chosen, rejected)]))
         if metric != METRIC_TIES:  # Ties' score is a composite, not a mean of item correctness
             entry["ci95"] = _ci95([res.correct])

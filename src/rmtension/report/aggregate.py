@@ -128,15 +128,31 @@ def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[
 
 # --------------------------------------------------------------------------- retention (Table 1)
 
+RETENTION_FIELDS = ("retention", "jaccard_helpful", "jaccard_harmless", "kept_helpful", "kept_harmless")
+
+
 @dataclass
 class RetentionRow:
+    """One task (or group mean) of the retention table; definitions in :mod:`rmtension.analysis.retention`.
+
+    ``jaccard_*`` is the paper's pairwise retention |C_M ∩ C_X| / |C_M ∪ C_X|; ``kept_*`` is ours,
+    |C_M ∩ C_X| / |C_X|.
+    """
+
     task: str
     group: str | None
     n_items: int | None
     retention: Stat
-    vs_helpful: Stat
-    vs_harmless: Stat
+    jaccard_helpful: Stat
+    jaccard_harmless: Stat
+    kept_helpful: Stat
+    kept_harmless: Stat
     n_union: Stat
+
+
+def retention_units(entries: Sequence[Entry]) -> list[str | None]:
+    """The distinct retention units of the summary's retention entries (None: not recorded)."""
+    return list(dict.fromkeys(e.get("unit") if isinstance(e.get("unit"), str) else None for e in entries))
 
 
 def retention_rows(entries: Sequence[Entry]) -> dict[str, list[RetentionRow]]:
@@ -158,8 +174,8 @@ def retention_rows(entries: Sequence[Entry]) -> dict[str, list[RetentionRow]]:
         def field_stat(t: str, key: str) -> Stat:
             return stat(_dict(_dict(e.get("tasks")).get(t)).get(key) for e in es)
 
-        rows = [RetentionRow(t, tasks[t]["group"], tasks[t]["n"], field_stat(t, "retention"),
-                             field_stat(t, "vs_helpful"), field_stat(t, "vs_harmless"), field_stat(t, "n_union"))
+        rows = [RetentionRow(t, tasks[t]["group"], tasks[t]["n"], *(field_stat(t, f) for f in RETENTION_FIELDS),
+                             field_stat(t, "n_union"))
                 for t in names]
         for g in GROUPS:
             members = [t for t in names if tasks[t]["group"] == g]
@@ -171,9 +187,9 @@ def retention_rows(entries: Sequence[Entry]) -> dict[str, list[RetentionRow]]:
                 xs = [x for x in xs if present(x)]
                 return sum(xs) / len(xs) if xs else float("nan")
 
-            rows.append(RetentionRow(f"{g} tasks (mean)", g, None, stat(seed_mean(e, "retention") for e in es),
-                                     stat(seed_mean(e, "vs_helpful") for e in es),
-                                     stat(seed_mean(e, "vs_harmless") for e in es), Stat(float("nan"), float("nan"), 0)))
+            rows.append(RetentionRow(f"{g} tasks (mean)", g, None,
+                                     *(stat(seed_mean(e, f) for e in es) for f in RETENTION_FIELDS),
+                                     Stat(float("nan"), float("nan"), 0)))
         out[bb] = rows
     return out
 

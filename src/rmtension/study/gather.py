@@ -140,7 +140,8 @@ def summarise(plan: "Plan") -> dict[str, Any]:
         if not st.done():
             continue
         comp = _read(st.folder / "compare.json")
-        out["retention"].append({"backbone": b, "seed": s, "tasks": comp["tasks"]})
+        # "unit" says what the retention sets count (the paper's units; None: a compare.json from before units)
+        out["retention"].append({"backbone": b, "seed": s, "unit": comp.get("retention_unit"), "tasks": comp["tasks"]})
         for entry in comp.get("calibration", []):
             out["calibration"].append({"backbone": b, "seed": s, **entry})
     ab = cfg.ablation
@@ -156,11 +157,16 @@ def summarise(plan: "Plan") -> dict[str, Any]:
     return out
 
 
-def compare_evals(folders: dict[str, Path]) -> dict[str, Any]:
+# A study's retention counts the paper's units (RM-Bench same-style pairs; see rmtension.analysis.retention).
+# It is a parameter of the compare step, so a study folder computed with another unit is recomputed.
+STUDY_RETENTION_UNIT = "paper"
+
+
+def compare_evals(folders: dict[str, Path], unit: str = STUDY_RETENTION_UNIT) -> dict[str, Any]:
     """Retention and calibration of one backbone × seed from its three eval folders."""
-    from rmtension.analysis.compare import compare_triple
+    from rmtension.analysis.compare import CompareOptions, compare_triple
     from rmtension.analysis.eval_runs import explicit_triple, load_eval_run
 
     triple = explicit_triple(load_eval_run(folders["mixed"]), load_eval_run(folders["helpful"]),
                              load_eval_run(folders["harmless"]))
-    return compare_triple(triple).to_dict()
+    return compare_triple(triple, CompareOptions(unit=unit)).to_dict()

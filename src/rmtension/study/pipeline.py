@@ -23,6 +23,7 @@ from typing import Any, Callable
 from rmtension.errors import RmtensionError
 from rmtension.files import write_json_atomic
 from rmtension.study.config import StudyConfig
+from rmtension.study.gather import STUDY_RETENTION_UNIT
 from rmtension.study.steps import Step
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ def _do_compare(cfg: StudyConfig, evals: dict[str, Step]):
     def action(step: Step) -> dict:
         from rmtension.study.gather import compare_evals
 
-        out = compare_evals({o: s.folder for o, s in evals.items()})
+        out = compare_evals({o: s.folder for o, s in evals.items()}, unit=STUDY_RETENTION_UNIT)
         write_json_atomic(step.folder / "compare.json", out)
         return {"tasks": len(out.get("tasks", {}))}
     return action
@@ -343,8 +344,9 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
             objs = set(cfg.objectives)
             if {"helpful", "harmless", "mixed"} <= objs:
                 ev = {o: plan.eval[(b, o, s)] for o in ("helpful", "harmless", "mixed")}
-                plan.compare[(b, s)] = plan.add(Step("compare", f"{_safe(b)}/s{s}", {}, _do_compare(cfg, ev),
-                                                     deps=list(ev.values())))
+                plan.compare[(b, s)] = plan.add(Step("compare", f"{_safe(b)}/s{s}",
+                                                     {"retention_unit": STUDY_RETENTION_UNIT},
+                                                     _do_compare(cfg, ev), deps=list(ev.values())))
                 mixed_sets = [x for x in ab.sets if x in ("shared", "helpful-only", "harmless-only", "random")]
                 if ab.enabled and mixed_sets:
                     m_params = {"sets": mixed_sets, "method": ab.method,
