@@ -36,6 +36,7 @@ import numpy as np
 from rmtension.analysis.calibration import MARGIN_RULES, CalibrationResult, compare_calibration
 from rmtension.analysis.eval_runs import RunTriple, TaskRows
 from rmtension.analysis.retention import DEFAULT_THRESHOLD, DEFAULT_UNIT, check_unit, retention, unit_correctness
+from rmtension.bench.groups import DEFAULT_GROUPING, get_grouping
 from rmtension.bench.types import GROUPS
 from rmtension.errors import RmtensionError
 from rmtension.evaluation.aggregate import mean_std
@@ -55,16 +56,20 @@ class CompareOptions:
     threshold: per-item correctness that counts as right (1.0 = fully right), for ``unit="item"``
     retention and for calibration (which always works on whole items);
     margin: "min-max" or "mean" (see calibration); bins: histogram bins of the pooled entries;
-    intersect: use the items common to the three RMs when their item sets differ (else an error)."""
+    intersect: use the items common to the three RMs when their item sets differ (else an error);
+    grouping: which tasks enter the helpful/harmless group means and which subsets form one task
+    (:data:`rmtension.bench.groups.GROUPINGS`; ``paper`` by default, as for eval's group means)."""
 
     unit: str = DEFAULT_UNIT
     threshold: float = DEFAULT_THRESHOLD
     margin: str = "min-max"
     bins: int = 20
     intersect: bool = False
+    grouping: str = DEFAULT_GROUPING
 
     def check(self) -> None:
         check_unit(self.unit)
+        get_grouping(self.grouping)
         if not 0.0 < self.threshold <= 1.0:
             raise RmtensionError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.margin not in MARGIN_RULES:
@@ -80,6 +85,7 @@ class Comparison:
     backbone: str | None
     seed: int | None
     retention_unit: str
+    grouping: str
     runs: dict[str, dict[str, Any]]
     tasks: dict[str, dict[str, Any]]
     groups: dict[str, dict[str, Any]]
@@ -89,7 +95,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({"backbone": self.backbone, "seed": self.seed, "retention_unit": self.retention_unit,
-                         "runs": self.runs, "tasks": self.tasks,
+                         "grouping": self.grouping, "runs": self.runs, "tasks": self.tasks,
                          "groups": self.groups, "calibration": self.calibration,
                          "skipped_tasks": self.skipped_tasks, "notes": self.notes})
 
@@ -103,7 +109,8 @@ class CompareResult:
     over_seeds: dict[str, dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({"retention_unit": self.options.unit, "threshold": self.options.threshold,
+        return jsonable({"retention_unit": self.options.unit, "grouping": self.options.grouping,
+                         "threshold": self.options.threshold,
                          "margin_rule": self.options.margin,
                          "bins": self.options.bins, "intersect": self.options.intersect,
                          "comparisons": [c.to_dict() for c in self.comparisons], "over_seeds": self.over_seeds})
@@ -111,7 +118,7 @@ class CompareResult:
     def summary_entries(self) -> dict[str, list[dict[str, Any]]]:
         """The ``retention`` and ``calibration`` lists of a study's summary.json."""
         retention_entries = [jsonable({"backbone": c.backbone, "seed": c.seed, "unit": c.retention_unit,
-                                       "tasks": c.tasks})
+                                       "grouping": c.grouping, "tasks": c.tasks})
                              for c in self.comparisons]
         calibration_entries = [jsonable({"backbone": c.backbone, "seed": c.seed, **e})
                                for c in self.comparisons for e in c.calibration]
@@ -150,6 +157,7 @@ def _scores(row: dict[str, Any]) -> tuple[list[float], list[float]]:
 def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()) -> Comparison:
     """Retention and calibration of one backbone × seed over every task all three RMs scored."""
     options.check()
+    grouping = get_grouping(options.grouping)
     runs = triple.runs()
     keys = [set(r.tasks) for r in runs.values()]
     common = sorted(set.intersection(*keys))
@@ -178,8 +186,10 @@ def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()
                  for role, t in by_role.items()}
         ret = retention(units["mixed"], units["helpful"], units["harmless"], threshold=options.threshold)
         r = ret.to_dict()
+        bench, subset = by_role["mixed"].benchmark, by_role["mixed"].subset
         entry: dict[str, Any] = {
-            "benchmark": by_role["mixed"].benchmark, "subset": by_role["mixed"].subset, "group": group,
+            "benchmark": bench, "subset": subset, "group": group,
+            "task": grouping.task_of(bench, subset), "in_group_mean": grouping.includes(bench, subset),
             "metric": metric, "n": len(ids), "n_units": r["n_units"], "retention": r["retention"],
             "jaccard_helpful": r["jaccard_helpful"], "jaccard_harmless": r["jaccard_harmless"],
             "kept_helpful": r["kept_helpful"], "kept_harmless": r["kept_harmless"], "n_union": r["n_union"],
@@ -212,24 +222,40 @@ def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()
             calibration.append({"single": single, "group": pool, **_calibration_dict(res, with_hist=True)})
     return Comparison(
         backbone=triple.backbone, seed=triple.seed, retention_unit=options.unit,
-        runs={role: {"path": run.path, "objective": run.objective, "ablation": run.ablation}
+        grouping=options.grouping, runs={role: {"path": run.path, "objective": run.objective, "ablation": run.ablation}
               for role, run in runs.items()},
         tasks=tasks, groups=_group_means(tasks), calibration=calibration, skipped_tasks=skipped, notes=notes)
 
 
 def _group_means(tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per task group: the unweighted mean of the task retentions (tasks with an undefined one left out)."""
+    """Per task group: the unweighted mean over its tasks of each retention measure.
+
+    Only entries with ``in_group_mean`` count (the grouping's excluded subsets, e.g. the paper's code
+    subsets, are reported per subset but left out, as in eval's group means); entries sharing a
+    ``task`` name (the paper's merged "Math") are averaged into one task first, as the paper's
+    notebook averages rows per task name before averaging the tasks (EshaanT/RM-alignment_tension,
+    notebooks/plotsNresults.ipynb at 96efa92, cells 11–12). Undefined (NaN) values are left out.
+    """
     out: dict[str, dict[str, Any]] = {}
     for g in GROUPS:
-        members = [t for t in tasks.values() if t["group"] == g]
+        members = [t for t in tasks.values() if t["group"] == g and t.get("in_group_mean", True)]
         if not members:
             continue
-        entry: dict[str, Any] = {"tasks": len(members)}
+        by_task: dict[str, list[dict[str, Any]]] = {}
+        for t in members:
+            by_task.setdefault(t.get("task") or f"{t['benchmark']}/{t['subset']}", []).append(t)
+        entry: dict[str, Any] = {"tasks": len(by_task)}
         for f in SEED_FIELDS:
-            vals = [_num(t[f]) for t in members if not math.isnan(_num(t[f]))]
+            per_task = [_nanmean([_num(t[f]) for t in rows]) for rows in by_task.values()]
+            vals = [v for v in per_task if not math.isnan(v)]
             entry[f] = float(np.mean(vals)) if vals else float("nan")
         out[g] = entry
     return out
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 # ----------------------------------------------------------------------------- over seeds

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rmtension.bench.groups import DEFAULT_GROUPING, GROUPINGS
 from rmtension.cli.common import add_json, print_json
 
 FRACTION = "{:.3f}"
@@ -36,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "three same-style pairs, every other item one unit right iff min(chosen) > max(rejected)) or "
                    "'item' (whole items right when their benchmark correctness reaches --threshold; an RM-Bench "
                    "item then needs all nine cells of its 3×3 matrix)")
+    p.add_argument("--grouping", choices=tuple(GROUPINGS), default=DEFAULT_GROUPING,
+                   help="which tasks enter the helpful/harmless group means: 'paper' (default; the paper's task "
+                   "table: code subsets and RewardBench 2 Ties left out, the two Math subsets one task) or 'all'")
     p.add_argument("--threshold", type=float, default=1.0,
                    help="per-item correctness that counts as right (default 1.0: fully right) for calibration "
                    "and for --retention-unit item")
@@ -70,7 +74,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from rmtension.files import write_json_atomic
 
     options = CompareOptions(unit=args.retention_unit, threshold=args.threshold, margin=args.margin, bins=args.bins,
-                             intersect=args.intersect)
+                             intersect=args.intersect, grouping=args.grouping)
     result = compare(_triples(args), options)
     data = result.to_dict()
     if args.out:

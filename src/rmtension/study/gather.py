@@ -162,11 +162,13 @@ def summarise(plan: "Plan") -> dict[str, Any]:
 STUDY_RETENTION_UNIT = "paper"
 
 
-def compare_evals(folders: dict[str, Path], unit: str = STUDY_RETENTION_UNIT) -> dict[str, Any]:
-    """Retention and calibration of one backbone × seed from its three eval folders."""
+def compare_evals(folders: dict[str, Path], unit: str = STUDY_RETENTION_UNIT,
+                  grouping: str = "paper") -> dict[str, Any]:
+    """Retention and calibration of one backbone × seed from its three eval folders (group means under
+    ``grouping``, the study's ``evaluation.grouping``)."""
     from rmtension.analysis.compare import CompareOptions, compare_triple
     from rmtension.analysis.eval_runs import explicit_triple, load_eval_run
 
     triple = explicit_triple(load_eval_run(folders["mixed"]), load_eval_run(folders["helpful"]),
                              load_eval_run(folders["harmless"]))
-    return compare_triple(triple, CompareOptions(unit=unit)).to_dict()
+    return compare_triple(triple, CompareOptions(unit=unit, grouping=grouping)).to_dict()

@@ -272,7 +272,8 @@ def _do_compare(cfg: StudyConfig, evals: dict[str, Step]):
     def action(step: Step) -> dict:
         from rmtension.study.gather import compare_evals
 
-        out = compare_evals({o: s.folder for o, s in evals.items()}, unit=STUDY_RETENTION_UNIT)
+        out = compare_evals({o: s.folder for o, s in evals.items()}, unit=STUDY_RETENTION_UNIT,
+                            grouping=cfg.evaluation.grouping)
         write_json_atomic(step.folder / "compare.json", out)
         return {"tasks": len(out.get("tasks", {}))}
     return action
@@ -345,7 +346,8 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
             if {"helpful", "harmless", "mixed"} <= objs:
                 ev = {o: plan.eval[(b, o, s)] for o in ("helpful", "harmless", "mixed")}
                 plan.compare[(b, s)] = plan.add(Step("compare", f"{_safe(b)}/s{s}",
-                                                     {"retention_unit": STUDY_RETENTION_UNIT},
+                                                     {"retention_unit": STUDY_RETENTION_UNIT,
+                                                      "grouping": cfg.evaluation.grouping},
                                                      _do_compare(cfg, ev), deps=list(ev.values())))
                 mixed_sets = [x for x in ab.sets if x in ("shared", "helpful-only", "harmless-only", "random")]
                 if ab.enabled and mixed_sets:
