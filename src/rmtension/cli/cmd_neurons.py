@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rmtension.cli.common import add_data_dir, add_json, print_json
+from rmtension.cli.common import add_data_dir, add_json, check_out_file, print_json
 
 METHODS = ("magnitude", "mean-abs", "rms", "prob", "change", "random")
 POOLS = ("all", "chosen", "rejected")
@@ -74,6 +74,7 @@ def run_score(args: argparse.Namespace) -> int:
     from rmtension.neurons.pipeline import ScoreRequest, score_rm
     from rmtension.neurons.stats import save_stats
 
+    check_out_file(args.out)
     req = ScoreRequest(rm=args.rm, data=args.data, method=args.method, site=args.site, pool=args.pool,
                        data_dir=args.data_dir, max_pairs=args.max_pairs, split=args.split, batch_size=args.batch_size,
                        max_length=args.max_length, dtype=args.dtype, device=args.device, seed=args.seed,
@@ -119,6 +120,7 @@ def run_select(args: argparse.Namespace) -> int:
     from rmtension.neurons.setfile import save_set
     from rmtension.neurons.stats import load_stats
 
+    check_out_file(args.out)
     stats, scores = load_stats(args.scores)
     saved = stats.meta.get("scores") or {}
     method = args.method or saved.get("method")
@@ -217,6 +219,7 @@ def run_combine(args: argparse.Namespace) -> int:
     from rmtension.neurons.sets import combine
     from rmtension.neurons.setfile import load_set, save_set
 
+    check_out_file(args.out)
     result = combine(load_set(args.a), load_set(args.b), args.op)
     result = result.with_meta(selection=f"combine:{args.op}", **_created("neurons combine"))
     save_set(args.out, result)
@@ -240,6 +243,7 @@ def run_random_like(args: argparse.Namespace) -> int:
     from rmtension.neurons.sets import random_like
     from rmtension.neurons.setfile import load_set, save_set
 
+    check_out_file(args.out)
     result = random_like(load_set(args.like), args.seed, match=args.match, disjoint=args.disjoint)
     result = result.with_meta(**_created("neurons random-like"))
     save_set(args.out, result)
