@@ -120,3 +120,20 @@ def test_neurons_split_uses_the_rms_split(tmp_path, data_dir):
     with pytest.raises(RmtensionError, match="no train/held-out split"):
         _select_pairs(pairs, ScoreRequest(rm=str(rm), data="hh-rlhf:harmless", split="heldout"))
     assert len(_select_pairs(pairs, ScoreRequest(rm=str(rm), data="hh-rlhf:harmless"))) == len(pairs)
+
+
+def test_study_benchmarks_use_the_rms_split(tmp_path, data_dir):
+    """The study loads hh-heldout for each RM with that RM's split (configs/paper.yaml trains with 0.05), and an
+    hh-heldout step's cache key carries the rule, so results cached under the old always-20% rule are not reused."""
+    from rmtension.study.config import config_from_dict
+    from rmtension.study.pipeline import _load_benches, build_plan
+
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "rmtension.json").write_text(json.dumps({"split": {"heldout_fraction": 0.05, "salt": DEFAULT_SALT}}))
+    (bench,) = _load_benches(["hh-heldout"], None, str(data_dir), rm)
+    assert [it.id for it in bench.items] == [it.id for it in load_benchmark("hh-heldout", data_dir, HeldoutSplit(0.05)).items]
+    plan = build_plan(config_from_dict({"backbones": ["tiny-llama"], "objectives": ["helpful"], "seeds": [0],
+                                        "evaluation": {"benchmarks": ["hh-heldout"]}}), tmp_path / "study")
+    (ev,) = [s for s in plan.steps if s.kind == "eval"]
+    assert ev.params["hh_heldout_split"] == "rm"
