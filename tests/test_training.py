@@ -237,21 +237,37 @@ def test_whole_run_loss_weights_each_logged_window():
     assert whole_run_loss([], 0) is None
 
 
-def test_resume_skips_a_broken_newest_checkpoint_and_keeps_the_whole_run_loss(tmp_path, data_dir):
+def test_resume_skips_a_broken_newest_checkpoint_and_keeps_the_whole_run_loss(tmp_path, data_dir, monkeypatch):
     """A newest checkpoint cut short (full disk) is skipped for the newest complete one, and the result equals an
     uninterrupted run: the same weights and the same train_loss. Resuming from the *final* checkpoint (all steps
-    done) also reports the whole run's loss, not 0.0 (issue 18, items 5 and 6)."""
+    done) also reports the whole run's loss, not 0.0 (issue 18, items 5 and 6). Logging every 50 steps with a
+    checkpoint every 2: the steps before a checkpoint are in its log history only because we log at checkpoints."""
     import shutil
 
+    import rmtension.training.trainer as T
     from rmtension.training.trainer import checkpoint_problem
 
+    reported = []
+    make = T._reward_trainer_cls
+
+    def spy():
+        class Spy(make()):
+            def train(self, *a, **k):
+                out = super().train(*a, **k)
+                reported.append(out.training_loss)
+                return out
+        return Spy
+
+    monkeypatch.setattr(T, "_reward_trainer_cls", spy)
     args = ["train", *BASE, "--seed", "5", "--data-dir", str(data_dir), "--save-steps", "2",
-            "--set", "keep_checkpoints=true"]
+            "--set", "keep_checkpoints=true", "--set", "logging_steps=50"]
     ref = tmp_path / "ref"
     assert main([*args, "--out", str(ref)]) == 0
     ref_rec = json.loads((ref / "rmtension.json").read_text())
     ref_loss = ref_rec["trainer"]["train_loss"]
     assert ref_rec["trainer"]["global_steps"] == 6 and ref_loss is not None and ref_loss > 0
+    # Uninterrupted, it is the trainer's own mean over all steps.
+    assert ref_loss == pytest.approx(reported[0], rel=1e-6)
     ckpts = tmp_path / "ref.checkpoints"
     assert sorted(p.name for p in ckpts.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
     assert checkpoint_problem(ckpts / "checkpoint-4") is None and checkpoint_problem(ckpts / "checkpoint-6") is None
@@ -297,6 +313,7 @@ def test_resume_skips_a_broken_newest_checkpoint_and_keeps_the_whole_run_loss(tm
     assert rec["trainer"]["resumed_from"].endswith("checkpoint-4")
     assert _same(_weights(ref), _weights(out))
     assert rec["trainer"]["train_loss"] == pytest.approx(ref_loss, rel=1e-9)
+    assert reported[-1] != pytest.approx(ref_loss, rel=1e-6)  # the trainer's own number: steps 5-6 only
 
 
 def test_paper_preset_is_what_the_papers_trainer_ran():
