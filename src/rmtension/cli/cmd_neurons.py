@@ -54,7 +54,8 @@ def _add_score(nsub) -> None:
     s.add_argument("--pool", default="all", choices=POOLS, help="tokens scored: all (default), chosen or rejected texts")
     s.add_argument("--max-pairs", type=int, help="use at most N pairs (a seeded hashed sample over all subsets)")
     s.add_argument("--split", choices=("all", "train", "heldout"), default="all",
-                   help="score only one side of the prompt-hash train/held-out split (default: all pairs)")
+                   help="score only one side of the prompt-hash train/held-out split the RM was trained with "
+                   "(its rmtension.json; default: all pairs)")
     s.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
     s.add_argument("--max-length", type=int, help="cut longer texts from the left (default: the model's limit)")
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
