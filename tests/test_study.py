@@ -71,12 +71,13 @@ def test_short_config_gets_defaults_and_shipped_configs_validate(tmp_path):
         load_study_config(bad)
 
 
-def test_max_items_per_benchmark(data_dir):
+def test_max_items_per_benchmark(data_dir, tmp_path):
     from rmtension.study.pipeline import _load_benches
 
     cfg = config_from_dict({"evaluation": {"benchmarks": ["llmbar", "rm-bench"],
                                            "max_items": {"llmbar": 2, "default": 3}}})
-    llmbar, rmb = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, str(data_dir))
+    # The RM folder matters only for hh-heldout (its recorded split), which is not asked for here.
+    llmbar, rmb = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, str(data_dir), tmp_path)
     assert all(len(v) == 2 for v in llmbar.subsets().values())
     assert all(len(v) == 3 for v in rmb.subsets().values())
 

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from rmtension.cli.cmd_eval import add_ablation_mode_options, add_rm_and_bench_options, load_benches, rm_record, scorer_config
-from rmtension.cli.common import add_json, print_json
+from rmtension.cli.common import add_json, check_out_dir, print_json
 
 
 def _seeds(text: str) -> list[int]:
@@ -80,6 +80,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     from rmtension.models.reward_model import load_reward_model
     from rmtension.neurons.sites import model_sites
 
+    check_out_dir(args.out)
     named = _named_sets(args)  # set files fail before any model or benchmark is loaded
     benches = load_benches(args)
     model, tokenizer, info = load_reward_model(args.rm)

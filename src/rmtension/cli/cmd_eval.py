@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rmtension.bench.groups import DEFAULT_GROUPING, GROUPINGS, load_group_overrides
-from rmtension.bench.loaders import BENCHMARKS, load_benchmark, subsample
-from rmtension.cli.common import add_data_dir
+from rmtension.bench.loaders import BENCHMARKS, load_benchmark, rm_heldout_split, subsample
+from rmtension.cli.common import add_data_dir, check_out_dir
 from rmtension.errors import RmtensionError
 from rmtension.evaluation.scorer import ScorerConfig
 
@@ -79,10 +79,15 @@ def add_ablation_mode_options(p: argparse.ArgumentParser) -> argparse._ArgumentG
 
 
 def load_benches(args: argparse.Namespace) -> list:
-    """The --bench benchmarks, with --groups overrides applied and --max-items sampling."""
+    """The --bench benchmarks, with --groups overrides applied and --max-items sampling.
+
+    ``hh-heldout`` is carved with the split --rm was trained with (its record), so that it holds
+    no prompt the RM was trained on; an RM without a recorded split is refused for it.
+    """
     if args.groups:
         load_group_overrides(args.groups)
-    return [subsample(load_benchmark(b, args.data_dir), args.max_items, args.sample_seed) for b in args.bench]
+    split = rm_heldout_split(args.rm, args.bench)
+    return [subsample(load_benchmark(b, args.data_dir, split), args.max_items, args.sample_seed) for b in args.bench]
 
 
 def rm_record(args: argparse.Namespace, info: dict, template: str) -> dict:
@@ -109,6 +114,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if not args.ablate and (args.mode != "zero" or args.factor is not None or args.means is not None):
         raise RmtensionError("--mode, --factor and --means say how to ablate: give the neurons with --ablate FILE")
+    check_out_dir(args.out)
     benches = load_benches(args)
     with quiet_model_loading():
         model, tokenizer, info = load_reward_model(args.rm)

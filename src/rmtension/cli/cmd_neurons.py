@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rmtension.cli.common import add_data_dir, add_json, print_json
+from rmtension.cli.common import add_data_dir, add_json, check_out_file, print_json
 
 METHODS = ("magnitude", "mean-abs", "rms", "prob", "change", "random")
 POOLS = ("all", "chosen", "rejected")
@@ -54,7 +54,8 @@ def _add_score(nsub) -> None:
     s.add_argument("--pool", default="all", choices=POOLS, help="tokens scored: all (default), chosen or rejected texts")
     s.add_argument("--max-pairs", type=int, help="use at most N pairs (a seeded hashed sample over all subsets)")
     s.add_argument("--split", choices=("all", "train", "heldout"), default="all",
-                   help="score only one side of the prompt-hash train/held-out split (default: all pairs)")
+                   help="score only one side of the prompt-hash train/held-out split the RM was trained with "
+                   "(its rmtension.json; default: all pairs)")
     s.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
     s.add_argument("--max-length", type=int, help="cut longer texts from the left (default: the model's limit)")
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -74,6 +75,7 @@ def run_score(args: argparse.Namespace) -> int:
     from rmtension.neurons.pipeline import ScoreRequest, score_rm
     from rmtension.neurons.stats import save_stats
 
+    check_out_file(args.out)
     req = ScoreRequest(rm=args.rm, data=args.data, method=args.method, site=args.site, pool=args.pool,
                        data_dir=args.data_dir, max_pairs=args.max_pairs, split=args.split, batch_size=args.batch_size,
                        max_length=args.max_length, dtype=args.dtype, device=args.device, seed=args.seed,
@@ -119,6 +121,7 @@ def run_select(args: argparse.Namespace) -> int:
     from rmtension.neurons.setfile import save_set
     from rmtension.neurons.stats import load_stats
 
+    check_out_file(args.out)
     stats, scores = load_stats(args.scores)
     saved = stats.meta.get("scores") or {}
     method = args.method or saved.get("method")
@@ -217,6 +220,7 @@ def run_combine(args: argparse.Namespace) -> int:
     from rmtension.neurons.sets import combine
     from rmtension.neurons.setfile import load_set, save_set
 
+    check_out_file(args.out)
     result = combine(load_set(args.a), load_set(args.b), args.op)
     result = result.with_meta(selection=f"combine:{args.op}", **_created("neurons combine"))
     save_set(args.out, result)
@@ -240,6 +244,7 @@ def run_random_like(args: argparse.Namespace) -> int:
     from rmtension.neurons.sets import random_like
     from rmtension.neurons.setfile import load_set, save_set
 
+    check_out_file(args.out)
     result = random_like(load_set(args.like), args.seed, match=args.match, disjoint=args.disjoint)
     result = result.with_meta(**_created("neurons random-like"))
     save_set(args.out, result)

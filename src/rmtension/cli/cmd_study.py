@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from rmtension.cli.common import add_data_dir, print_json
+from rmtension.cli.common import add_data_dir, check_out_dir, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,10 +74,11 @@ def _execute(plan, out: str, cell: str | None, report: bool, config_path: str | 
 
     from rmtension.study.pipeline import execute, write_summary
 
-    root = Path(out)
+    root = check_out_dir(out)
     root.mkdir(parents=True, exist_ok=True)
-    if config_path:
-        shutil.copyfile(config_path, root / "config.yaml")
+    copy = root / "config.yaml"
+    if config_path and not (copy.exists() and copy.samefile(config_path)):  # run OUT/config.yaml --out OUT
+        shutil.copyfile(config_path, copy)
     counts = execute(plan, cell, echo=lambda s: print(s, flush=True))
     print(f"{counts['ran']} steps run, {counts['cached']} cached", flush=True)
     if cell is not None:
@@ -117,7 +118,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     if args.backbone:
         raw["backbones"] = [args.backbone]
     cfg = config_from_dict(raw, source="quickstart")
-    out = Path(args.out)
+    out = check_out_dir(args.out)
     print(f"rmtension quickstart: the report will be at {out.resolve() / 'report' / 'report.html'} "
           f"(and report.md beside it)", flush=True)
     plan = build_plan(cfg, out, args.data_dir)

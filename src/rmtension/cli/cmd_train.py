@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rmtension.cli.common import add_data_dir
+from rmtension.cli.common import add_data_dir, check_out_dir
 from rmtension.training.config import OBJECTIVES, OVERLONG_POLICIES, PRESETS, make_config, parse_assignments
 
 # CLI flag → TrainConfig field. Flags left unset keep the preset's value.
@@ -54,6 +54,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    check_out_dir(args.out)
     from rmtension.training.trainer import train
 
     record = train(cfg, args.out, resume=args.resume)

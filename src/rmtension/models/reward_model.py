@@ -1,9 +1,18 @@
 """Reward models: a backbone with a one-output sequence-classification head.
 
 ``build_reward_model`` makes the untrained RM every objective starts from; the head is drawn
-explicitly from a ``torch.Generator`` seeded with the run's seed, so that seeds really differ
-(the paper's code let every "seed" run with the same one) and the same seed gives bit-identical
-weights. ``save_reward_model``/``load_reward_model`` write and read a folder that plain
+explicitly from a ``torch.Generator`` seeded with the run's seed, so that the head depends on the
+seed alone and the same seed gives bit-identical weights on any device.
+
+What the paper's code did with its seed (EshaanT/RM-alignment_tension, train_new.py and
+RM_interpretation/training_dataset/dataset.py at 96efa92): ``torch.manual_seed(seed)`` and
+``transformers.set_seed(seed)`` run before the model is loaded and its head re-drawn with
+``nn.init.normal_(std=0.02)``, so the head did vary by seed; the helpful and harmless training sets
+are ``.shuffle(seed)``-ed (the mixed one is not); but ``RewardConfig`` gets no ``seed``, so the
+trainer itself ran with TrainingArguments' default seed 42 (transformers 5.0.0, its lock file's
+version): ``Trainer.__init__`` calls ``set_seed(42)``, and its sampler's permutation is seeded from
+it. Dropout, which also draws from that seed, was off (TRL 0.27.1 ``disable_dropout=True``). Here
+the run's seed reaches the head, the trainer's sampler and everything else. ``save_reward_model``/``load_reward_model`` write and read a folder that plain
 ``transformers`` also loads, plus ``rmtension.json``: the record of how the RM was made, of
 which the evaluation side needs at least the text ``template``.
 """
@@ -17,6 +26,7 @@ from typing import Any, Iterator
 
 import torch
 
+from rmtension.data.split import DEFAULT_SALT, HeldoutSplit
 from rmtension.errors import InputError, RmtensionError
 from rmtension.models.atomic import publish_replacing, temp_sibling
 from rmtension.models.backbones import resolve_backbone
@@ -129,6 +139,44 @@ def _read_record(folder: Path) -> dict:
     if not isinstance(record, dict):
         raise InputError(path, "expected a JSON object")
     return record
+
+
+def read_record(folder: str | Path) -> dict:
+    """The ``rmtension.json`` record of an RM folder ({} when it has none), without loading the model."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise RmtensionError(f"reward-model folder {path} does not exist")
+    return _read_record(path)
+
+
+def heldout_split_of(record: dict, folder: str | Path) -> HeldoutSplit:
+    """The train / held-out split the RM in ``folder`` was trained with, from its record.
+
+    Records written since the split was recorded hold ``split``; older ``rmtension train``
+    records hold ``config.heldout_fraction``, and their salt is ``DEFAULT_SALT`` (the only salt
+    the code has ever used). An RM with neither (a hub model, a folder saved by other code) has no
+    known held-out prompts: anything that needs them refuses rather than guess.
+    """
+    where = Path(folder) / RECORD_FILE
+    split = record.get("split")
+    if isinstance(split, dict):
+        fraction, salt = split.get("heldout_fraction"), split.get("salt")
+    else:
+        config = record.get("config")
+        fraction = config.get("heldout_fraction") if isinstance(config, dict) else None
+        salt = DEFAULT_SALT
+    if fraction is None:
+        raise RmtensionError(
+            f"{where} records no train/held-out split (not an RM from `rmtension train`), so its held-out "
+            "prompts are unknown; score it on other benchmarks"
+        )
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0 \
+            or not isinstance(salt, str):
+        raise InputError(where, f"split: expected heldout_fraction in [0, 1) and a salt string, got {split or fraction!r}")
+    if fraction == 0.0:
+        raise RmtensionError(f"{where}: the RM was trained with heldout_fraction 0 (no prompt held out), "
+                             "so there is no held-out data to score it on")
+    return HeldoutSplit(float(fraction), salt)
 
 
 def _check_rm_folder(folder: Path) -> None:

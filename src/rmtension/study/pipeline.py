@@ -78,10 +78,12 @@ def _limit(max_items: int | dict[str, int] | None, name: str) -> int | None:
     return max_items
 
 
-def _load_benches(names: list[str], max_items: int | dict[str, int] | None, data_dir: str | None):
-    from rmtension.bench.loaders import load_benchmark, subsample
+def _load_benches(names: list[str], max_items: int | dict[str, int] | None, data_dir: str | None, rm_dir: Path):
+    """The benchmarks for one RM; hh-heldout is carved with that RM's recorded training split."""
+    from rmtension.bench.loaders import load_benchmark, rm_heldout_split, subsample
 
-    return [subsample(load_benchmark(n, data_dir), _limit(max_items, n)) for n in names]
+    split = rm_heldout_split(str(rm_dir), names)
+    return [subsample(load_benchmark(n, data_dir, split), _limit(max_items, n)) for n in names]
 
 
 def _scorer_config(cfg: StudyConfig):
@@ -133,7 +135,7 @@ def _do_eval(cfg: StudyConfig, train_step: Step, data_dir: str | None) -> Callab
         from rmtension.evaluation.evaluate import evaluate, write_eval
         from rmtension.models.reward_model import load_reward_model
 
-        benches = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, data_dir)
+        benches = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, data_dir, _rm_dir(train_step))
         model, tok, info = load_reward_model(_rm_dir(train_step))
         res = evaluate(model, tok, benches, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg),
                        grouping=cfg.evaluation.grouping)
@@ -215,7 +217,8 @@ def _do_own_ablation(cfg: StudyConfig, train_step: Step, neuron_step: Step, data
             r.meta["random_of"] = "own"
             named.append(("random-own", r))
         benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
-                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir)
+                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir,
+                                _rm_dir(train_step))
         return _sweep_and_write(step, _rm_dir(train_step), named, benches, cfg)
     return action
 
@@ -244,7 +247,8 @@ def _do_mixed_ablation(cfg: StudyConfig, mixed_train: Step, helpful_neurons: Ste
         if not named:
             return {"sets": {}}
         benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
-                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir)
+                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir,
+                                _rm_dir(mixed_train))
         return _sweep_and_write(step, _rm_dir(mixed_train), named, benches, cfg)
     return action
 
@@ -263,7 +267,7 @@ def _do_curves(cfg: StudyConfig, train_step: Step, neuron_step: Step, data_dir: 
             for k in cv.k:
                 if k > 0:
                     named.append((f"{method}-k{k:g}", select_top(scores, k, meta={"method": method, "k": k})))
-        benches = _load_benches(cv.benchmarks, cv.max_items, data_dir)
+        benches = _load_benches(cv.benchmarks, cv.max_items, data_dir, _rm_dir(train_step))
         return _sweep_and_write(step, _rm_dir(train_step), named, benches, cfg)
     return action
 
@@ -324,6 +328,11 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 ev_params = {"benchmarks": cfg.evaluation.benchmarks, "max_items": cfg.evaluation.max_items,
                              "batch_size": cfg.evaluation.batch_size, "max_length": cfg.evaluation.max_length,
                              "dtype": cfg.evaluation.dtype, "grouping": cfg.evaluation.grouping}
+                if any(n.partition(":")[0] == "hh-heldout" for n in
+                       [*cfg.evaluation.benchmarks, *(ab.benchmarks or []), *ab.curves.benchmarks]):
+                    # hh-heldout is carved with the RM's own split since this marker was added (before:
+                    # always 20%); the marker keeps results cached under the old rule from being reused.
+                    ev_params["hh_heldout_split"] = "rm"
                 plan.eval[key] = plan.add(Step("eval", f"{_safe(b)}/{o}-s{s}", ev_params, _do_eval(cfg, tr, dd),
                                                deps=[tr], cell=cell))
                 src = _neuron_source(cfg, o)
