@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rmtension.cli.common import add_json, print_json
+from rmtension import validate as V
 
 FRACTION = "{:.3f}"
 
@@ -24,11 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "for several seeds, in the same order as --helpful and --harmless)")
     p.add_argument("--helpful", action="append", default=[], metavar="DIR", help="eval folder of a helpful RM")
     p.add_argument("--harmless", action="append", default=[], metavar="DIR", help="eval folder of a harmless RM")
-    p.add_argument("--threshold", type=float, default=1.0,
+    p.add_argument("--threshold", type=V.fraction, default=1.0,
                    help="per-item correctness that counts as right (default 1.0: fully right, the strict rule)")
     p.add_argument("--margin", choices=("min-max", "mean"), default="min-max",
                    help="item margin: min(chosen) − max(rejected) (default) or mean(chosen) − mean(rejected)")
-    p.add_argument("--bins", type=int, default=20, help="histogram bins of the pooled calibration entries")
+    p.add_argument("--bins", type=V.positive_int, default=20, help="histogram bins of the pooled calibration entries")
     p.add_argument("--intersect", action="store_true",
                    help="use the items common to the three RMs when their item sets differ (default: error)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the comparison as JSON to FILE")

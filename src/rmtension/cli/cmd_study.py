@@ -76,8 +76,9 @@ def _execute(plan, out: str, cell: str | None, report: bool, config_path: str | 
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    if config_path:
-        shutil.copyfile(config_path, root / "config.yaml")
+    copy = root / "config.yaml"
+    if config_path and not (copy.exists() and copy.samefile(config_path)):  # the config may already be OUT/config.yaml
+        shutil.copyfile(config_path, copy)
     counts = execute(plan, cell, echo=lambda s: print(s, flush=True))
     print(f"{counts['ran']} steps run, {counts['cached']} cached", flush=True)
     if cell is not None:
