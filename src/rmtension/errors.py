@@ -42,7 +42,7 @@ class SourceNotFoundError(RmtensionError):
 _DISK_ERRNOS = {
     errno.ENOSPC: "no space left on {dir}",
     errno.EDQUOT: "disk quota exceeded on {dir}",
-    errno.EROFS: "{dir} is on a read-only file system",
+    errno.EROFS: "cannot write {path}: read-only file system",
     errno.EACCES: "permission denied: {path}",
     errno.EPERM: "operation not permitted: {path}",
 }
