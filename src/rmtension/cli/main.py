@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except RmtensionError as exc:
         if debug:
             raise
-        print(f"rmtension: error: {exc}", file=sys.stderr)
+        print(f"rmtension: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line, always
         return 2
     except KeyboardInterrupt:
         print("rmtension: interrupted", file=sys.stderr)
