@@ -506,3 +506,23 @@ def test_no_usable_pairs_says_why(capsys, tmp_path, tiny_rm):
 def test_input_error_locations_survive():
     err = InputError("f.jsonl", "bad", line=3)
     assert str(err) == "f.jsonl:3: bad"
+
+
+def test_malformed_statistics_meta_and_eval_folders_are_one_line(capsys, tmp_path):
+    import numpy as np
+
+    from rmtension.neurons.stats import STATS_FORMAT
+
+    for meta, message in [("[1, 2]", "'meta' must be a JSON object"), ("[" * 100_000, "'meta' is not valid JSON"),
+                          (json.dumps({"format": STATS_FORMAT, "groups": ["chosen"], "site": "act",
+                                       "layers": "many", "neurons_per_layer": 2}), "malformed 'meta'")]:
+        f = tmp_path / "s.npz"
+        np.savez(f, meta=np.array(meta), count=np.zeros(1), texts=np.zeros(1))
+        rc, _, err = _run(capsys, "neurons", "show", f)
+        _assert_one_line_refusal(rc, err, str(f), message)
+    run = tmp_path / "eval"
+    run.mkdir()
+    (run / "results.json").write_text("[" * 100_000)
+    (run / "items.jsonl").write_text("")
+    rc, _, err = _run(capsys, "compare", run, run, run)
+    _assert_one_line_refusal(rc, err, "results.json", "nested too deeply")
