@@ -117,6 +117,7 @@ positive_int = _int_rule("positive_int", 1, INT_MAX, f"a positive integer (1..{I
 nonneg_int = _int_rule("nonneg_int", 0, INT_MAX, f"an integer in 0..{INT_MAX}")
 seed = _int_rule("seed", 0, SEED_MAX, f"a seed in 0..{SEED_MAX}")
 step_limit = _int_rule("step_limit", 1, INT_MAX, f"a positive integer (1..{INT_MAX}), or -1 for no limit", special=(-1,))
+histogram_bins = _int_rule("histogram_bins", 1, 10_000, "a number of bins in 1..10000")  # more only costs memory
 finite_float = Rule("finite_float", float, expect="a finite number")
 positive_float = Rule("positive_float", float, 0.0, lo_open=True, expect="a finite number > 0")
 nonneg_float = Rule("nonneg_float", float, 0.0, expect="a finite number ≥ 0")

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="per-item correctness that counts as right (default 1.0: fully right, the strict rule)")
     p.add_argument("--margin", choices=("min-max", "mean"), default="min-max",
                    help="item margin: min(chosen) − max(rejected) (default) or mean(chosen) − mean(rejected)")
-    p.add_argument("--bins", type=V.positive_int, default=20, help="histogram bins of the pooled calibration entries")
+    p.add_argument("--bins", type=V.histogram_bins, default=20, help="histogram bins of the pooled calibration entries")
     p.add_argument("--intersect", action="store_true",
                    help="use the items common to the three RMs when their item sets differ (default: error)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the comparison as JSON to FILE")
