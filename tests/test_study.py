@@ -51,7 +51,7 @@ def _write(tmp_path: Path, cfg: dict, name: str = "study.yaml") -> Path:
     ({"evaluation": {"benchmarks": ["missing.jsonl"]}}, "evaluation.benchmarks[0]: 'missing.jsonl' is neither"),
     ({"objectives": ["helpful", "kind"]}, "objectives[1]: unknown value 'kind'"),
     ({"data_dir": "/no/such/dir"}, "data_dir: /no/such/dir is not a folder"),
-    ({"neurons": {"k": 0}}, "neurons.k: must be a percentage"),
+    ({"neurons": {"k": 0}}, "neurons.k: expected a percentage in (0, 100]"),
     ({"evaluation": {"max_items": {"rm-bench": 0}}}, "evaluation.max_items.rm-bench: expected a positive integer"),
 ])
 def test_config_errors_name_the_key(raw, message):

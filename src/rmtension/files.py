@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
 
+from rmtension.errors import raise_disk_error
 from rmtension.evaluation.metrics import jsonable
 
 
@@ -19,16 +20,23 @@ def write_atomic(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: b
     """Call ``write`` on a temporary sibling of ``path`` (UTF-8 text, or bytes), then rename it into place.
 
     A failure removes the temporary file and leaves any old ``path`` untouched.
+    A full disk or a read-only/forbidden folder becomes a one-line :class:`RmtensionError`
+    ("no space left on DIR"), with nothing left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise_disk_error(exc, path)
+        raise
     try:
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
             write(fh)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        raise_disk_error(exc, path)
         raise
     return path
 

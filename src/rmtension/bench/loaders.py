@@ -53,10 +53,14 @@ def _item(loc: Located, bench: str, subset: str, item_id: str, prompt: str, chos
     chosen_t, rejected_t = tuple(chosen), tuple(rejected)
     if not chosen_t or not rejected_t:
         raise loc.error("an item needs at least one chosen and one rejected response")
+    try:
+        item_group = group_of(subset, group)
+    except RmtensionError as exc:  # name the file and line of the item whose group is wrong
+        raise loc.error(str(exc)) from None
     return BenchItem(
         id=item_id,
         subset=subset,
-        group=group_of(subset, group),
+        group=item_group,
         prompt=user_prompt(prompt),
         chosen=chosen_t,
         rejected=rejected_t,
@@ -301,12 +305,15 @@ def load_benchmark(name_or_file: str, data_dir: str | Path | None = None,
 
     ``heldout_split``: the evaluated RM's training split, used by ``hh-heldout`` (see there).
     """
-    base, _, filt = name_or_file.partition(":")
+    base, sep, filt = name_or_file.partition(":")
     if base in BENCHMARKS:
+        wanted = [s.strip() for s in filt.split(",") if s.strip()]
+        if sep and not wanted:  # `rm-bench:` or `rm-bench:,,` would silently select nothing
+            raise RmtensionError(f"benchmark {name_or_file!r}: no subset named after ':'; give NAME:subset[,subset] "
+                                 f"(see `rmtension bench show {base}`)")
         root = resolve_data_dir(data_dir)
         bench = load_hh_heldout(root, heldout_split) if base == HH_HELDOUT else BENCHMARKS.get(base)(root)
-        if filt:
-            wanted = [s for s in filt.split(",") if s]
+        if wanted:
             known = set(bench.subsets())
             unknown = [s for s in wanted if s not in known]
             if unknown:

@@ -8,6 +8,7 @@ from typing import Any
 
 from rmtension.bench.groups import DEFAULT_GROUPING, GROUPINGS
 from rmtension.cli.common import add_json, print_json
+from rmtension import validate as V
 
 FRACTION = "{:.3f}"
 RETENTION_FIELDS = ("retention", "jaccard_helpful", "jaccard_harmless", "kept_helpful", "kept_harmless")
@@ -40,12 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grouping", choices=tuple(GROUPINGS), default=DEFAULT_GROUPING,
                    help="which tasks enter the helpful/harmless group means: 'paper' (default; the paper's task "
                    "table: code subsets and RewardBench 2 Ties left out, the two Math subsets one task) or 'all'")
-    p.add_argument("--threshold", type=float, default=1.0,
+    p.add_argument("--threshold", type=V.fraction, default=1.0,
                    help="per-item correctness that counts as right (default 1.0: fully right) for calibration "
                    "and for --retention-unit item")
     p.add_argument("--margin", choices=("min-max", "mean"), default="min-max",
                    help="item margin: min(chosen) − max(rejected) (default) or mean(chosen) − mean(rejected)")
-    p.add_argument("--bins", type=int, default=20, help="histogram bins of the pooled calibration entries")
+    p.add_argument("--bins", type=V.histogram_bins, default=20, help="histogram bins of the pooled calibration entries")
     p.add_argument("--intersect", action="store_true",
                    help="use the items common to the three RMs when their item sets differ (default: error)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the comparison as JSON to FILE")

@@ -266,8 +266,13 @@ def _version() -> str:
 
 
 def write_eval(out_dir: str | Path, result: EvalResult) -> None:
-    """items.jsonl first, results.json last: a results.json marks a complete evaluation."""
+    """items.jsonl first, results.json last: a results.json marks a complete evaluation.
+
+    An old results.json goes first, so a write that fails half-way (a full disk) never leaves
+    the old marker next to new items.
+    """
     out = Path(out_dir)
+    (out / RESULTS_FILE).unlink(missing_ok=True)
     write_jsonl_atomic(out / ITEMS_FILE, result.items)
     write_json_atomic(out / RESULTS_FILE, result.results)
 

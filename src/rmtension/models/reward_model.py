@@ -200,6 +200,7 @@ def _check_rm_folder(folder: Path) -> None:
 
 def load_reward_model(path: str | Path, dtype: torch.dtype | str = torch.float32) -> tuple[Any, Any, dict]:
     """Model, tokenizer and info (the ``rmtension.json`` record; ``template`` defaults to "hh")."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = Path(path).expanduser()
@@ -211,7 +212,7 @@ def load_reward_model(path: str | Path, dtype: torch.dtype | str = torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=_as_dtype(dtype))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupt weights file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RmtensionError(f"cannot load reward model from {folder}: {first}") from None
     if tokenizer.pad_token is None and model.config.pad_token_id is not None:

@@ -87,7 +87,8 @@ def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
     data = load_preferences(req.data, req.data_dir)  # bad data fails before a model is loaded
     pairs = _select_pairs(data.pairs, req)
     if not pairs:
-        raise RmtensionError(f"{req.data} holds no usable preference pairs")
+        why = data.report.explain() if not data.pairs else f"none of its {len(data.pairs)} usable pairs is in the {req.split} split"
+        raise RmtensionError(f"{req.data} holds no usable preference pairs: {why}")
     model, tokenizer, info = load_reward_model(req.rm)
     template = info.get("template", "hh")
     texts = [(format_for_rm(p.prompt, p.chosen, tokenizer, template), format_for_rm(p.prompt, p.rejected, tokenizer, template))

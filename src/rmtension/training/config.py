@@ -81,6 +81,9 @@ class TrainConfig:
         return 1.0 if self.objective == "mixed" else 2.0
 
     def validate(self) -> "TrainConfig":
+        from rmtension.validate import TRAIN_FIELDS, check_fields  # every numeric field's range, in one place
+
+        check_fields({f.name: getattr(self, f.name) for f in fields(self)}, TRAIN_FIELDS)
         if self.objective not in OBJECTIVES:
             raise RmtensionError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.overlong not in OVERLONG_POLICIES:

@@ -82,6 +82,11 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> PreparedData:
             c, r = truncate_left(c, cfg.max_length, special), truncate_left(r, cfg.max_length, special)
         rows.append({"chosen_ids": c, "rejected_ids": r})
         used.append(chosen_pairs[k // 2])
+    if not data.pairs:  # say why: nothing to do with max_length when every record was skipped
+        raise RmtensionError(f"no usable training pairs in {src!r}: {data.report.explain()}")
+    if not train_pairs:
+        raise RmtensionError(f"no training pairs left from {src!r}: all {len(data.pairs)} usable pairs fall in the "
+                             f"held-out split (heldout_fraction={cfg.heldout_fraction})")
     if not rows:
         raise RmtensionError(
             f"no training pairs left from {src!r}: {len(chosen_pairs)} sampled, {dropped} dropped as longer than "
