@@ -148,6 +148,34 @@ def test_pickled_weights_are_refused_in_one_line(clean_rm, tmp_path, data_dir, c
     assert len(err.splitlines()) == 1 and "pytorch_model.bin" in err and "safetensors only" in err
 
 
+def test_a_pickled_statistics_file_is_refused_without_unpickling(tmp_path, capsys):
+    """``.npz`` statistics are read with ``allow_pickle=False``: an object array is refused, never unpickled."""
+    import numpy as np
+
+    marker = tmp_path / "marker"
+    payload = np.empty(1, dtype=object)
+    payload[0] = _Hostile(marker)
+    evil = tmp_path / "evil.npz"
+    np.savez(evil, mean=payload)
+    with np.load(evil, allow_pickle=True) as z:  # the control: unpickling it runs the payload
+        z["mean"]
+    assert marker.exists()
+    marker.unlink()
+    assert main(["neurons", "select", "--scores", str(evil), "--top-percent", "10", "--out", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(evil) in err and not marker.exists()
+
+
+class _Hostile:
+    """Unpickling this writes a marker file: what a malicious pickle could do instead."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "unpickled"))
+
+
 def _calls_without_trust_flag(path: Path) -> list[str]:
     """``X.from_pretrained(...)`` and ``pipeline(...)`` calls that do not pass ``trust_remote_code``."""
     bad = []
