@@ -195,7 +195,7 @@ def require_safetensors(folder: str | Path) -> None:
     if pickles:
         raise RmtensionError(
             f"{folder} holds its weights only as pickles ({', '.join(pickles[:3])}); rmtension loads safetensors only "
-            "(unpickling can run code): convert it with save_pretrained(..., safe_serialization=True) in a session you trust"
+            "(unpickling can run code): if you trust the file, load it once yourself and save_pretrained() it as safetensors"
         )
 
 
@@ -213,8 +213,8 @@ def resolve_backbone(name_or_path: str) -> str:
     """A registered name, a local folder or a hub id → something ``from_pretrained`` accepts.
 
     Registered names win (materialised into the cache), then existing local folders (which must
-    hold a ``config.json`` and pass ``check_model_folder``), then ``owner/name`` hub ids, returned unchanged only when the hub can
-    be used. Everything else is a one-line ``RmtensionError``.
+    hold a ``config.json`` and pass ``check_model_folder``), then ``owner/name`` hub ids, returned
+    unchanged only when the hub can be used. Everything else is a one-line ``RmtensionError``.
     """
     text = str(name_or_path).strip()
     if text in BACKBONES:
