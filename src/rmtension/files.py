@@ -45,6 +45,8 @@ def write_atomic(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: b
             if hasattr(os, "fchmod"):
                 os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
