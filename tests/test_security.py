@@ -280,3 +280,32 @@ def test_cells_run_side_by_side_but_not_twice_and_exclude_a_whole_run(tmp_path):
         _kill(a)
     with study_lock(out):  # the cell job is gone: a whole-study run may start
         pass
+
+
+def test_two_rmtension_runs_on_one_folder(tmp_path, data_dir, capsys):
+    """The issue's case: a second `rmtension run` while the first works refuses at once, naming it."""
+    import yaml
+
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_STUDY))
+    out = tmp_path / "study"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    first = subprocess.Popen([sys.executable, "-m", "rmtension", "run", str(cfg), "--out", str(out),
+                              "--data-dir", str(data_dir), "--no-report"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and first.poll() is None:
+            try:
+                if json.loads((out / ".lock").read_text())["pid"] == first.pid:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        assert first.poll() is None, "the first run ended before the test could see its lock"
+        assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"pid {first.pid}" in err and str(out / ".lock") in err
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()

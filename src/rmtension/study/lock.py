@@ -74,12 +74,16 @@ def _refuse(root: Path, lock: Path, holder: dict | None) -> StudyLockedError:
     )
 
 
-def _try_lock(fd: int, exclusive: bool) -> bool:
+def _try_lock(fd: int, exclusive: bool, path: Path) -> bool:
+    """Take the flock without waiting: False when another process holds it."""
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False
+    except OSError as exc:  # e.g. ENOLCK on a file system without locks
+        raise RmtensionError(f"cannot lock {path}: {exc.strerror or exc} (the study folder needs a file system "
+                             "with flock)") from None
 
 
 def _write_holder(fd: int, record: dict | None) -> None:
@@ -96,7 +100,7 @@ def _held_cell(root: Path) -> tuple[Path, dict | None] | None:
         except OSError:
             continue
         try:
-            if not _try_lock(fd, exclusive=False):
+            if not _try_lock(fd, exclusive=False, path=path):
                 return path, _read_holder(path)
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
@@ -126,7 +130,7 @@ def study_lock(root: str | Path, cell: str | None = None, command: str = "rmtens
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         fds.append(fd)
-        if not _try_lock(fd, exclusive=cell is None):
+        if not _try_lock(fd, exclusive=cell is None, path=lock):
             holder = _read_holder(lock)
             if holder is None and cell is None:  # held shared: by cell jobs, which record themselves
                 held = _held_cell(root)
@@ -144,7 +148,7 @@ def study_lock(root: str | Path, cell: str | None = None, command: str = "rmtens
         cell_lock = cell_lock_path(root, cell)
         cfd = os.open(cell_lock, os.O_RDWR | os.O_CREAT, 0o666)
         fds.append(cfd)
-        if not _try_lock(cfd, exclusive=True):
+        if not _try_lock(cfd, exclusive=True, path=cell_lock):
             raise _refuse(root, cell_lock, _read_holder(cell_lock))
         _write_holder(cfd, holder_record(f"{command} --cell {cell}"))
         recorded = cfd
