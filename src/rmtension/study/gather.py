@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rmtension.errors import InputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from rmtension.study.pipeline import Plan
 
@@ -19,12 +21,20 @@ HIST_BINS = 30
 
 
 def _read(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    # A damaged file in a step folder written before checksums were recorded (which ``run`` cannot
+    # detect) must give one line naming it, not a JSONDecodeError traceback.
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(path, f"cannot read step output ({exc}); delete its step folder and run the study again") from None
 
 
 def _items(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(path, f"cannot read step output ({exc}); delete its step folder and run the study again") from None
 
 
 def _all_scores(rows: list[dict]) -> list[float]:

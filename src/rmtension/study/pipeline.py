@@ -16,6 +16,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -378,30 +379,49 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
 
 
 def describe(plan: Plan, cell: str | None = None) -> list[dict[str, Any]]:
+    """Each step's status: cached (complete, outputs match their record by size and small-file hash) or to run."""
     rows = []
     for st in plan.steps:
         if cell is not None and st.cell != cell:
             continue
-        rows.append({"step": st.label, "status": "cached" if st.done() else "to run", "folder": str(st.folder),
+        cached = st.done() and st.changes() is None
+        rows.append({"step": st.label, "status": "cached" if cached else "to run", "folder": str(st.folder),
                      "cell": st.cell})
     return rows
 
 
-def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = print) -> dict[str, int]:
-    """Run every step not already complete (only one cell's with ``cell``); return counts."""
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = print, verify: bool = False,
+            warn: Callable[[str], None] = _stderr) -> dict[str, int]:
+    """Run every step not already complete (only one cell's with ``cell``); return counts.
+
+    A complete step is reused only when its outputs still match what it recorded (``Step.changes``;
+    every hash with ``verify``); otherwise ``warn`` says why and it is run again from scratch.
+    """
     if cell is not None and cell not in plan.cells():
         raise RmtensionError(f"unknown cell {cell!r}; cells: {', '.join(plan.cells())}")
     counts = {"cached": 0, "ran": 0}
     todo = [st for st in plan.steps if cell is None or st.cell == cell]
     for i, st in enumerate(todo, 1):
+        fresh = False
         if st.done():
-            counts["cached"] += 1
-            continue
+            problem = st.changes(full=verify)
+            if problem is None:
+                counts["cached"] += 1
+                continue
+            warn(f"step {st.label}: outputs changed ({problem}); re-running")
+            fresh = True
+        elif (st.folder / "step.json").exists():
+            warn(f"step {st.label}: outputs changed (step.json: unreadable or not this step's); re-running")
+            fresh = True
         missing = [d.label for d in st.deps if not d.done()]
         if missing:
             raise RmtensionError(f"step {st.label} needs {', '.join(missing)} first (run those cells, or run without --cell)")
         echo(f"[{i}/{len(todo)}] {st.label} …")
-        st.run()
+        st.run(fresh=fresh)
         counts["ran"] += 1
     return counts
 
