@@ -14,7 +14,7 @@ from typing import Any
 from rmtension.cli.common import add_data_dir, add_json, print_json
 
 METHODS = ("magnitude", "mean-abs", "rms", "prob", "change", "random")
-POOLS = ("all", "chosen", "rejected")
+POOLS = ("group-mean", "all", "chosen", "rejected")  # = rmtension.neurons.scores.POOLS
 OPS = ("shared", "a-only", "b-only", "union")
 
 
@@ -51,7 +51,9 @@ def _add_score(nsub) -> None:
     s.add_argument("--site", default="act", choices=("act", "down_in"),
                    help="act = activation-function output (the paper); down_in = input of the down projection "
                    "(act(gate)*up for gated MLPs; the same as act for GPT-2/BERT)")
-    s.add_argument("--pool", default="all", choices=POOLS, help="tokens scored: all (default), chosen or rejected texts")
+    s.add_argument("--pool", default="group-mean", choices=POOLS,
+                   help="tokens scored: group-mean (default; the paper: chosen and rejected texts scored apart, "
+                   "then averaged), all (both pooled), chosen or rejected texts")
     s.add_argument("--max-pairs", type=int, help="use at most N pairs (a seeded hashed sample over all subsets)")
     s.add_argument("--split", choices=("all", "train", "heldout"), default="all",
                    help="score only one side of the prompt-hash train/held-out split (default: all pairs)")
@@ -107,6 +109,9 @@ def _add_select(nsub) -> None:
     s.add_argument("--method", choices=METHODS, help="re-score from the file's statistics with this method")
     s.add_argument("--pool", choices=POOLS, help="re-score over these tokens (default: as in the file)")
     s.add_argument("--seed", type=int, help="seed of the random method (default: as in the file)")
+    s.add_argument("--rule", choices=("count", "percentile"), default="count",
+                   help="count: exactly floor(total × K / 100) neurons, ties to the lower layer/index (default); "
+                   "percentile: the paper's score >= np.percentile(scores, 100 − K), ties all kept")
     s.add_argument("--out", required=True, help="neuron-set file to write (.json)")
     add_json(s)
     s.set_defaults(func=run_select)
@@ -122,7 +127,8 @@ def run_select(args: argparse.Namespace) -> int:
     stats, scores = load_stats(args.scores)
     saved = stats.meta.get("scores") or {}
     method = args.method or saved.get("method")
-    pool = args.pool or saved.get("pool", "all")
+    # a score file without a recorded pool predates group-mean and was scored over all tokens
+    pool = args.pool or saved.get("pool") or ("all" if saved else "group-mean")
     seed = args.seed if args.seed is not None else int(saved.get("seed", 0) or 0)
     if method is None:
         raise RmtensionError(f"{args.scores} holds statistics but no scores; pass --method")
@@ -131,7 +137,7 @@ def run_select(args: argparse.Namespace) -> int:
     meta = {key: stats.meta.get(key) for key in ("rm", "data", "backbone", "objective")}
     meta.update({"method": method, "pool": pool, "site": stats.site, "seed": seed if method == "random" else None,
                  "scores_file": args.scores, **_created("neurons select")})
-    chosen = select_top(scores, args.top_percent, per_layer=args.per_layer, meta=meta)
+    chosen = select_top(scores, args.top_percent, per_layer=args.per_layer, rule=args.rule, meta=meta)
     save_set(args.out, chosen)
     out = {"selected": len(chosen), "total": chosen.total, "per_layer": {str(i): c for i, c in enumerate(chosen.per_layer())},
            "method": method, "pool": pool, "site": stats.site, "k": args.top_percent,
