@@ -115,8 +115,22 @@ def test_retention_overlap_margin_and_ablation_csvs(full):
     assert float(row["Retention (fraction) mean"]) == pytest.approx(statistics.mean(ret))
 
     keep = [e["mixed_retention"] for e in summary["overlap"] if e["backbone"] == "tiny-gpt2" and e["method"] == "change"]
-    row = next(r for r in read_csv(tables / "overlap.csv") if r["Backbone"] == "tiny-gpt2" and r["Method"] == "change")
+    rows = [r for r in read_csv(tables / "overlap.csv") if r["Backbone"] == "tiny-gpt2" and r["Method"] == "change"]
+    row = next(r for r in rows if r["Sets"] == "per seed")
     assert float(row["Mixed RM retention (fraction) mean"]) == pytest.approx(statistics.mean(keep))
+    single = [e["mixed_retention_of_single"] for e in summary["overlap"]
+              if e["backbone"] == "tiny-gpt2" and e["method"] == "change"]
+    assert float(row["Mixed keeps of H ∪ A (fraction) mean"]) == pytest.approx(statistics.mean(single))
+    # the paper's seed-mean sets have their own, labelled row (one value, no spread over seeds)
+    paper = next(r for r in rows if r["Sets"] == "seed-mean scores (paper)")
+    agg = next(e for e in summary["overlap_seed_mean"] if e["backbone"] == "tiny-gpt2" and e["method"] == "change")
+    assert float(paper["Mixed RM retention (fraction) mean"]) == pytest.approx(agg["mixed_retention"])
+    thirds = [r for r in read_csv(tables / "neuron_thirds.csv") if r["Backbone"] == "tiny-gpt2"]
+    assert {r["Sets"] for r in thirds} == {"per seed", "seed-mean scores (paper)"}
+    rmsd = next(r for r in read_csv(tables / "neuron_rmsd.csv") if (r["Backbone"], r["RM"]) == ("tiny-gpt2", "mixed"))
+    per_seed = list({e["seed"]: e["rmsd"]["dataset_means"] for e in summary["neurons"]
+                     if (e["backbone"], e["objective"]) == ("tiny-gpt2", "mixed")}.values())
+    assert float(rmsd["RMSD of dataset means mean"]) == pytest.approx(statistics.mean(per_seed))
 
     share = [e["share_mixed_smaller"] for e in summary["calibration"]
              if (e["backbone"], e["single"], e["group"]) == ("org/tiny-llama", "harmless", "all")]
@@ -188,7 +202,8 @@ def test_stat_and_formatting():
 
 def test_empty_sections_say_not_run(tmp_path, capsys):
     summary = make_summary(seeds=(0,))
-    for key in ("retention", "calibration", "neurons", "overlap", "ablation", "curves"):
+    for key in ("retention", "calibration", "neurons", "overlap", "ablation", "curves", "neurons_seed_mean",
+                "overlap_seed_mean"):
         summary[key] = []
     write_summary(tmp_path, summary)
     assert main(["report", str(tmp_path)]) == 0

@@ -250,6 +250,11 @@ def calibration_rows(entries: Sequence[Entry]) -> list[CalibrationRow]:
 
 
 # --------------------------------------------------------------------------- neurons (Figure 4)
+# Labels of the two kinds of neuron sets in the report: one set per seed (numbers then averaged over
+# seeds) or one set per RM type from the seed-mean scores (the paper's notebook, cell 38).
+PER_SEED = "per seed"
+SEED_MEAN = "seed-mean scores (paper)"
+
 
 @dataclass
 class NeuronLayout:
@@ -264,9 +269,11 @@ class NeuronLayout:
     selected: dict[str, Stat]
     per_layer: dict[str, list[Stat]]     # objective → one Stat per layer
     thirds: dict[str, dict[str, Stat]]   # objective → early/middle/late
+    sets: str = PER_SEED                 # PER_SEED or SEED_MEAN: which sets the numbers describe
 
 
-def neuron_layouts(entries: Sequence[Entry]) -> list[NeuronLayout]:
+
+def neuron_layouts(entries: Sequence[Entry], sets: str = PER_SEED) -> list[NeuronLayout]:
     keys = list(dict.fromkeys((str(e["backbone"]), str(e["method"]), str(e.get("site", "")), as_float(e.get("k")))
                               for e in entries))
     out = []
@@ -286,7 +293,7 @@ def neuron_layouts(entries: Sequence[Entry]) -> list[NeuronLayout]:
             selected[o] = stat(e.get("selected") for e in eo)
         totals = [int(as_float(e.get("total"))) for e in es if present(e.get("total"))]
         out.append(NeuronLayout(bb, method, site, k, n_layers, max(totals) if totals else None, selected,
-                                per_layer, thirds))
+                                per_layer, thirds, sets))
     out.sort(key=lambda n: (backbones_of(entries).index(n.backbone), _method_rank(n.method), n.site, n.k))
     return out
 
@@ -314,10 +321,12 @@ class OverlapRow:
     harmless_only: Stat
     jaccard: Stat
     overlap_share: Stat
-    mixed_retention: Stat
+    mixed_retention: Stat                # the paper's |M ∩ (H ∪ A)| / |H ∪ A ∪ M|
+    mixed_retention_of_single: Stat      # |M ∩ (H ∪ A)| / |H ∪ A|
+    sets: str = PER_SEED
 
 
-def overlap_rows(entries: Sequence[Entry]) -> list[OverlapRow]:
+def overlap_rows(entries: Sequence[Entry], sets: str = PER_SEED) -> list[OverlapRow]:
     keys = list(dict.fromkeys((str(e["backbone"]), str(e["method"]), as_float(e.get("k"))) for e in entries))
     rows = []
     for bb, method, k in keys:
@@ -328,7 +337,8 @@ def overlap_rows(entries: Sequence[Entry]) -> list[OverlapRow]:
             return stat(_dict(e.get("helpful_harmless")).get(key) for e in es)
 
         rows.append(OverlapRow(bb, method, k, hh("a"), hh("b"), hh("shared"), hh("a_only"), hh("b_only"),
-                               hh("jaccard"), hh("overlap_share"), stat(e.get("mixed_retention") for e in es)))
+                               hh("jaccard"), hh("overlap_share"), stat(e.get("mixed_retention") for e in es),
+                               stat(e.get("mixed_retention_of_single") for e in es), sets))
     rows.sort(key=lambda r: (backbones_of(entries).index(r.backbone), _method_rank(r.method), r.k))
     return rows
 
