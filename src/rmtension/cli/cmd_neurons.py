@@ -158,8 +158,8 @@ def _add_compare(nsub) -> None:
         "compare", help="overlap figures of two neuron sets (and the mixed RM's retention)",
         description="Overlap of neuron sets A and B, per neuron: sizes, shared, A-only, B-only, union, Jaccard, "
         "overlap share |A∩B|/min(|A|,|B|), per-layer counts and location in early/middle/late thirds of "
-        "the layers. With --mixed M: the share of single-objective neurons the mixed RM keeps, "
-        "|M ∩ (A ∪ B)| / |A ∪ B|.")
+        "the layers. With --mixed M: the paper's neuron retention |M ∩ (A ∪ B)| / |A ∪ B ∪ M| and the share "
+        "of single-objective neurons the mixed RM keeps, |M ∩ (A ∪ B)| / |A ∪ B|.")
     s.add_argument("a", help="neuron-set file A (e.g. the helpful RM's)")
     s.add_argument("b", help="neuron-set file B (e.g. the harmless RM's)")
     s.add_argument("--mixed", help="neuron-set file of the mixed RM")
@@ -198,9 +198,13 @@ def run_compare(args: argparse.Namespace) -> int:
         loc = out["location"][name]
         print(f"  {name:6s} " + "  ".join(f"{third} {loc[third]['count']}" for third in ("early", "middle", "late")))
     if mixed is not None:
-        r = out["retention"]["retention"]
-        print(f"  mixed RM keeps {out['retention']['retained']} of {out['retention']['single_union']} single-objective "
-              f"neurons ({'n/a' if r is None else f'{r:.1%}'})")
+        ret = out["retention"]
+
+        def pct(x):
+            return "n/a" if x is None else f"{x:.1%}"
+        print(f"  mixed RM keeps {ret['retained']} of {ret['single_union']} single-objective neurons "
+              f"({pct(ret['retention_of_single'])}); retention (the paper's, over |A ∪ B ∪ M| = {ret['all_union']}) "
+              f"{pct(ret['retention'])}")
     return 0
 
 
