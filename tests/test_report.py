@@ -325,3 +325,20 @@ def test_html_renders_in_headless_chromium(full, tmp_path):
         target = np.array([int(hexcol[i:i + 2], 16) for i in (1, 3, 5)])
         close = int((np.abs(px - target).max(axis=1) <= 12).sum())
         assert close > 2000, f"{name} RM colour {hexcol} barely in the screenshot ({close} px): figures not drawn?"
+
+
+def test_old_summary_retention_is_not_shown_as_the_papers():
+    """A summary gathered before issue 10 holds only |M ∩ (H ∪ A)| / |H ∪ A| as ``mixed_retention``
+    (its detail has no ``all_union``): the report shows it as the share of H ∪ A, never as the paper's
+    |M ∩ (H ∪ A)| / |H ∪ A ∪ M|."""
+    from rmtension.report.aggregate import overlap_rows
+
+    hh = {"a": 10, "b": 10, "shared": 6, "a_only": 4, "b_only": 4, "jaccard": 6 / 14, "overlap_share": 0.6}
+    old = {"backbone": "x", "seed": 0, "method": "magnitude", "k": 10, "helpful_harmless": hh,
+           "mixed_retention": 0.5, "mixed_retention_detail": {"retained": 7, "single_union": 14, "retention": 0.5}}
+    new = {**old, "seed": 1, "mixed_retention": 7 / 17, "mixed_retention_of_single": 0.5,
+           "mixed_retention_detail": {"retained": 7, "single_union": 14, "all_union": 17}}
+    (row_old,) = overlap_rows([old])
+    assert row_old.mixed_retention.missing and row_old.mixed_retention_of_single.mean == 0.5
+    (row_new,) = overlap_rows([new])
+    assert row_new.mixed_retention.mean == pytest.approx(7 / 17) and row_new.mixed_retention_of_single.mean == 0.5

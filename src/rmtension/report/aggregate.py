@@ -326,6 +326,18 @@ class OverlapRow:
     sets: str = PER_SEED
 
 
+def _retentions(e: Entry) -> tuple[Any, Any]:
+    """(the paper's neuron retention, the share of H ∪ A kept) of one overlap entry.
+
+    Summaries written before both were reported hold only ``mixed_retention`` = |M ∩ (H ∪ A)| / |H ∪ A|;
+    their detail has no ``all_union``. Such a value is shown as the share of H ∪ A, never as the paper's.
+    """
+    detail = e.get("mixed_retention_detail")
+    if "mixed_retention_of_single" not in e and isinstance(detail, Mapping) and "all_union" not in detail:
+        return None, e.get("mixed_retention")
+    return e.get("mixed_retention"), e.get("mixed_retention_of_single")
+
+
 def overlap_rows(entries: Sequence[Entry], sets: str = PER_SEED) -> list[OverlapRow]:
     keys = list(dict.fromkeys((str(e["backbone"]), str(e["method"]), as_float(e.get("k"))) for e in entries))
     rows = []
@@ -337,8 +349,8 @@ def overlap_rows(entries: Sequence[Entry], sets: str = PER_SEED) -> list[Overlap
             return stat(_dict(e.get("helpful_harmless")).get(key) for e in es)
 
         rows.append(OverlapRow(bb, method, k, hh("a"), hh("b"), hh("shared"), hh("a_only"), hh("b_only"),
-                               hh("jaccard"), hh("overlap_share"), stat(e.get("mixed_retention") for e in es),
-                               stat(e.get("mixed_retention_of_single") for e in es), sets))
+                               hh("jaccard"), hh("overlap_share"), stat(_retentions(e)[0] for e in es),
+                               stat(_retentions(e)[1] for e in es), sets))
     rows.sort(key=lambda r: (backbones_of(entries).index(r.backbone), _method_rank(r.method), r.k))
     return rows
 
