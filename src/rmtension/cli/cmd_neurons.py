@@ -272,7 +272,8 @@ def _report_set(args: argparse.Namespace, s, what: str) -> int:
 def _add_show(nsub) -> None:
     s = nsub.add_parser("show", help="summarise a score file or a neuron-set file",
                         description="Print what a score file (.npz) or neuron-set file (.json) holds: metadata, "
-                        "token counts, per-pair RMSD between chosen and rejected mean activations, per-layer counts.")
+                        "token counts, the chosen-vs-rejected RMSD (the paper's, of the dataset-mean activations, and per pair), "
+                        "per-layer counts.")
     s.add_argument("file")
     add_json(s)
     s.set_defaults(func=run_show)
@@ -302,8 +303,10 @@ def run_show(args: argparse.Namespace) -> int:
     else:
         r = out["rmsd"]
         rm = "n/a" if r["all_layers"] is None else f"{r['all_layers']:.4g}"
+        dm = out.get("rmsd_dataset_means")
         print(f"{args.file}: {out['layers']}×{out['neurons_per_layer']} neurons at {out['site']}; tokens {out['tokens']}; "
-              f"chosen-vs-rejected RMSD (all layers, mean over {r['pairs']} pairs) {rm}")
+              f"chosen-vs-rejected RMSD of dataset means (the paper's) {'n/a' if dm is None else f'{dm:.4g}'}, "
+              f"per pair (all layers, mean over {r['pairs']} pairs) {rm}")
     return 0
 
 
