@@ -7,11 +7,11 @@ change from the base model) is a function of five running sums per neuron — to
 over millions of tokens loses the small differences the scores rank by.
 
 Sums are kept per *group* (the scorer's tags: ``chosen`` and ``rejected``), so a score can be
-computed per side and averaged (the paper), pooled over all tokens, or use one side only. The ``diff`` block holds the same sums
-for a_RM − a_base on identical tokens (present when a base model was run), and ``rmsd`` the
-per-pair RMSD between a pair's chosen and rejected mean activation vectors, summed over pairs
-(ours). The paper's RMSD compares the two *dataset-mean* vectors instead
-(``rmsd_of_dataset_means``); it needs only the sums, so every file has it.
+computed per side and averaged (the paper), pooled over all tokens, or use one side only. The
+``diff`` block holds the same sums for a_RM − a_base on identical tokens (present when a base
+model was run), and ``rmsd`` the per-pair RMSD between a pair's chosen and rejected mean
+activation vectors, summed over pairs (ours). The paper's RMSD compares the two *dataset-mean*
+vectors instead (``rmsd_of_dataset_means``); it needs only the sums, so every file has it.
 
 File format (``.npz``, written atomically, read without pickle):
 
