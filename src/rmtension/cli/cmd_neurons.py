@@ -203,8 +203,8 @@ def run_compare(args: argparse.Namespace) -> int:
         def pct(x):
             return "n/a" if x is None else f"{x:.1%}"
         print(f"  mixed RM keeps {ret['retained']} of {ret['single_union']} single-objective neurons "
-              f"({pct(ret['retention_of_single'])}); retention (the paper's, over |A ∪ B ∪ M| = {ret['all_union']}) "
-              f"{pct(ret['retention'])}")
+              f"({pct(ret['retention_of_single'])}); retention (the paper's, over |A ∪ B ∪ M| = "
+              f"{ret['all_union']}) {pct(ret['retention'])}")
     return 0
 
 
@@ -272,8 +272,8 @@ def _report_set(args: argparse.Namespace, s, what: str) -> int:
 def _add_show(nsub) -> None:
     s = nsub.add_parser("show", help="summarise a score file or a neuron-set file",
                         description="Print what a score file (.npz) or neuron-set file (.json) holds: metadata, "
-                        "token counts, the chosen-vs-rejected RMSD (the paper's, of the dataset-mean activations, and per pair), "
-                        "per-layer counts.")
+                        "token counts, the chosen-vs-rejected RMSD (the paper's, of the dataset-mean activations, "
+                        "and per pair), per-layer counts.")
     s.add_argument("file")
     add_json(s)
     s.set_defaults(func=run_show)

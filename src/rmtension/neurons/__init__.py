@@ -9,7 +9,8 @@
   ``rmsd_of_dataset_means`` (the paper's chosen-vs-rejected RMSD).
 * ``scores``: ``SCORE_METHODS`` (magnitude, mean-abs, rms, prob, change, random), ``compute_scores``,
   ``seed_mean_scores`` (the paper's aggregate over seeds).
-* ``sets``: ``NeuronSet``, ``select_top``, set algebra, overlap/retention figures, thirds (the paper's rule), ``random_like``.
+* ``sets``: ``NeuronSet``, ``select_top``, set algebra, overlap/retention figures, thirds (the
+  paper's rule), ``random_like``.
 * ``setfile``: the neuron-set JSON format (``save_set``/``load_set``).
 * ``pipeline``: ``score_rm`` — RM folder + preference source → statistics and scores.
 

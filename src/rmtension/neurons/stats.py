@@ -152,7 +152,8 @@ class NeuronStats:
 
 
 def _value_of(stats: "NeuronStats") -> float | None:
-    if not {"chosen", "rejected"} <= set(stats.groups) or min(stats.tokens.get(g, 0) for g in ("chosen", "rejected")) == 0:
+    sides = ("chosen", "rejected")
+    if not set(sides) <= set(stats.groups) or min(stats.tokens[g] for g in sides) == 0:
         return None
     return rmsd_of_dataset_means([stats])["value"]
 

@@ -174,8 +174,8 @@ def _do_neurons(cfg: StudyConfig, train_step: Step, source: str, data_dir: str |
         for method in nc.methods:
             scores = compute_scores(stats, method, POOL, _rm_score_seed(nc.seed, train_step))
             s = select_top(scores, nc.k, per_layer=nc.per_layer,
-                           meta={"rm": req.rm, "data": source, "method": method, "pool": POOL, "site": nc.site, "k": nc.k,
-                                 "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
+                           meta={"rm": req.rm, "data": source, "method": method, "pool": POOL, "site": nc.site,
+                                 "k": nc.k, "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
             save_set(_set_path(step, method), s)
             out[method] = {"selected": len(s), "total": s.total, "per_layer": s.per_layer(),
                            "thirds": {k: v["count"] for k, v in location(s).items()}}
