@@ -149,6 +149,17 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     # k/(2−k) ≈ 0.05 at 10%), not the same set twice (Jaccard 1).
     rand = next(o for o in summary["overlap"] if o["method"] == "random")["helpful_harmless"]
     assert rand["a"] == rand["b"] > 0 and rand["jaccard"] < 0.5
+    # The paper's aggregate over seeds (here one seed): labelled entries beside the per-seed ones, no random.
+    agg = summary["neurons_seed_mean"]
+    assert {(e["objective"], e["method"]) for e in agg} == {(o, m) for o in ("helpful", "harmless", "mixed")
+                                                           for m in ("magnitude", "change")}
+    assert all(e["aggregate"] == "seed-mean" and e["seeds"] == [0] for e in agg)
+    mag = {e["objective"]: e for e in summary["neurons"] if e["method"] == "magnitude"}
+    assert all(e["selected"] == mag[e["objective"]]["selected"] for e in agg if e["method"] == "magnitude")
+    ov = next(o for o in summary["overlap_seed_mean"] if o["method"] == "magnitude")
+    d = ov["mixed_retention_detail"]
+    assert ov["mixed_retention"] == d["retained"] / d["all_union"]  # the paper's |M ∩ (H ∪ A)| / |H ∪ A ∪ M|
+    assert all(isinstance(e["rmsd"]["dataset_means"], float) for e in summary["neurons"])
     # 3. Nothing changed: a third run only gathers, and is quick.
     t0 = time.time()
     assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]) == 0
