@@ -341,3 +341,56 @@ def mean_controls(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "length_baseline": {k: mean([e["length_baseline"].get(k) for e in have]) for k in ("longer", "shorter")},
         "length_matched": mean([(e.get("length_matched") or {}).get("score") for e in have]),
     }
+
+
+# ----------------------------------------------------------------------------- across RMs (compare)
+
+
+def _ids_lengths(rows: dict[str, dict[str, Any]], ids: Sequence[str]) -> tuple[str, list[Any], list[Any]] | None:
+    """Lengths of the given items from items.jsonl rows: tokens when every row has them, else characters."""
+    for unit in ("tokens", "chars"):
+        if all(f"chosen_{unit}" in rows[i] and f"rejected_{unit}" in rows[i] for i in ids):
+            return unit, [rows[i][f"chosen_{unit}"] for i in ids], [rows[i][f"rejected_{unit}"] for i in ids]
+    return None
+
+
+def task_controls(rows_by_role: dict[str, dict[str, dict[str, Any]]], ids: Sequence[str], metric: str,
+                  stored_by_role: dict[str, dict[str, Any] | None] | None = None, *,
+                  n_resamples: int = DEFAULT_RESAMPLES) -> dict[str, Any]:
+    """Length controls of one task for several RMs scored on the same items (``rmtension compare``).
+
+    ``rows_by_role``: role → item id → items.jsonl row; ``ids``: the items compared. The length
+    baselines depend only on the items, so they are given once; the margin–length correlation,
+    the length-matched accuracy and the accuracy's 95% interval are per RM. When an RM's stored
+    results.json entry (``stored_by_role``) covers exactly these items, its numbers are taken as
+    they are (the same functions wrote them); otherwise they are recomputed on ``ids``.
+    Empty when the rows carry no lengths (eval folders written before lengths were recorded).
+    """
+    from rmtension.evaluation.aggregate import bootstrap_ci
+
+    stored_by_role = stored_by_role or {}
+    first = next(iter(rows_by_role.values()))
+    found = _ids_lengths(first, ids) if ids else None
+    if found is None:
+        return {}
+    unit, cl, rl = found
+    out: dict[str, Any] = {"unit": unit, "length_baseline": length_baseline(metric, cl, rl),
+                           "margin_length_spearman": {}, "length_matched": {}, "accuracy_ci95": {}}
+    for role, rows in rows_by_role.items():
+        stored = stored_by_role.get(role) or {}
+        reuse = (stored.get("n") == len(ids) and "margin_length_spearman" in stored
+                 and stored.get("length_unit", unit) == unit and unit == "tokens")
+        if reuse:
+            out["margin_length_spearman"][role] = stored["margin_length_spearman"]
+            out["length_matched"][role] = stored["length_matched"]
+        else:
+            c = cells([rows[i]["chosen_scores"] for i in ids], [rows[i]["rejected_scores"] for i in ids], cl, rl)
+            out["margin_length_spearman"][role] = margin_length_spearman(c, n_resamples=n_resamples)
+            out["length_matched"][role] = length_matched(c, n_resamples=n_resamples)
+        correct = [float(rows[i]["correct"]) for i in ids]
+        ci = stored.get("ci95") if stored.get("n") == len(ids) and metric != METRIC_TIES else None
+        if ci is None and metric != METRIC_TIES:
+            iv = bootstrap_ci(correct, n_resamples=n_resamples, seed=0)
+            ci = {"low": iv.low, "high": iv.high}
+        out["accuracy_ci95"][role] = ci
+    return out
