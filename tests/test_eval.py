@@ -261,14 +261,14 @@ def test_rewardbench_shaped_local_file_gives_section_scores(rm_dir, data_dir, tm
     got = entry["aggregate"]["sections"]
     assert set(got) == set(want) and all(_close(got[k], want[k]) for k in want)
     # each section's interval: the subsets resampled apart, weighted by EXAMPLE_COUNTS as the score is
-    cis = entry["aggregate"]["sections_ci95"]
+    cis = entry["aggregate_ci95"]["sections"]
     correct = {k: [r["correct"] for r in items if r["subset"] == k] for k in s}
     chat_hard = bootstrap_macro_ci([correct["mt-bench-hard"], correct["llmbar-natural"]], weights=[37, 100],
                                    n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
     assert cis["Chat Hard"] == {"low": chat_hard.low, "high": chat_hard.high}
     assert set(cis) == set(want) and all(cis[k]["low"] <= got[k] + 1e-12 <= cis[k]["high"] + 2e-12 for k in want)
     overall = entry["aggregate"]["overall"]
-    assert entry["aggregate"]["overall_ci95"]["low"] <= overall <= entry["aggregate"]["overall_ci95"]["high"]
+    assert entry["aggregate_ci95"]["overall"]["low"] <= overall <= entry["aggregate_ci95"]["overall"]["high"]
     assert _close(entry["aggregate"]["overall"], float(np.mean(list(want.values()))))
     assert entry["subsets"]["xstest-should-respond"]["group"] == "harmless"
     assert _close(entry["groups"]["harmless"], (s["refusals-dangerous"] + s["xstest-should-respond"]) / 2)

@@ -139,7 +139,7 @@ def run_eval(args: argparse.Namespace) -> int:
             length = length_text(s, entry.get("length_unit", "tokens"))
             if length:
                 print(f"  {'':28s} {length}")
-        headline = _aggregate_line(entry["aggregate"])
+        headline = _aggregate_line(entry["aggregate"], entry.get("aggregate_ci95") or {})
         if headline:
             print(f"  {headline}")
     if len(res["benchmarks"]) > 1:
@@ -196,15 +196,14 @@ def _ci_text(ci: dict | None) -> str:
     return f" [{ci['low']:.3f}, {ci['high']:.3f}]"
 
 
-def _aggregate_line(agg: dict[str, Any]) -> str:
+def _aggregate_line(agg: dict[str, Any], cis: dict[str, Any]) -> str:
     """The benchmark's own headline numbers: RM-Bench hard/normal/easy, RewardBench sections, overall."""
     def num(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    parts = [f"{k} {num(agg[k])}{_ci_text(agg.get(f'{k}_ci95'))}" for k in ("hard", "normal", "easy", "average")
-             if k in agg]
-    sections_ci = agg.get("sections_ci95") or {}
+    parts = [f"{k} {num(agg[k])}{_ci_text(cis.get(k))}" for k in ("hard", "normal", "easy", "average") if k in agg]
+    sections_ci = cis.get("sections") or {}
     parts += [f"{k} {num(v)}{_ci_text(sections_ci.get(k))}" for k, v in (agg.get("sections") or {}).items()]
     if "overall" in agg:
-        parts.append(f"overall {num(agg['overall'])}{_ci_text(agg.get('overall_ci95'))}")
+        parts.append(f"overall {num(agg['overall'])}{_ci_text(cis.get('overall'))}")
     return ", ".join(parts)

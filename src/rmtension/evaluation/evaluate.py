@@ -191,9 +191,9 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
                  if all(r.metric != METRIC_TIES for r in rs)}
     # Length controls per group, averaged over the counted subsets as the group scores are.
     groups_length = {g: mean_controls([subsets_out[x] for x in counted if groups[x] == g]) for g in sorted(by_group)}
-    aggregate.update(_aggregate_intervals(base, subset_scores))
     entry = {"subsets": subsets_out, "groups": group_out, "groups_ci95": groups_ci, "groups_length": groups_length,
              "length_unit": "tokens" if lengths is not None else "chars", "aggregate": aggregate,
+             "aggregate_ci95": _aggregate_intervals(base, subset_scores),
              "files": list(bench.files), "notes": list(bench.notes)}
     return jsonable(entry), rows
 
@@ -204,7 +204,8 @@ def _ci95(correct: list[np.ndarray], weights: list[float] | None = None) -> dict
 
 
 def _aggregate_intervals(base: str, subsets: dict[str, SubsetScore]) -> dict[str, Any]:
-    """95% bootstrap intervals of a benchmark's own aggregates, each a weighted mean of subset
+    """95% bootstrap intervals of a benchmark's own aggregates (``aggregate_ci95``, keyed like
+    ``aggregate``; kept apart so that readers of ``aggregate`` see only scores). Each is a weighted mean of subset
     means, so a stratified bootstrap with those weights (subsets resampled apart) gives them:
     RewardBench sections (EXAMPLE_COUNTS weights) and overall (mean of sections); RM-Bench
     hard/normal/easy/average (subsets pooled into domains by item count, domains averaged);
@@ -216,7 +217,7 @@ def _aggregate_intervals(base: str, subsets: dict[str, SubsetScore]) -> dict[str
     if base == "rewardbench":
         sections = {sec: [x for x in members if x in present] for sec, members in REWARDBENCH_SECTIONS.items()}
         sections = {sec: xs for sec, xs in sections.items() if xs}
-        out: dict[str, Any] = {"sections_ci95": {
+        out: dict[str, Any] = {"sections": {
             sec: _ci95([present[x].correct for x in xs], [REWARDBENCH_EXAMPLE_COUNTS[x] for x in xs])
             for sec, xs in sections.items()}}
         if sections:
@@ -225,12 +226,12 @@ def _aggregate_intervals(base: str, subsets: dict[str, SubsetScore]) -> dict[str
                 total = sum(REWARDBENCH_EXAMPLE_COUNTS[x] for x in xs)
                 strata += [present[x].correct for x in xs]
                 weights += [REWARDBENCH_EXAMPLE_COUNTS[x] / total for x in xs]
-            out["overall_ci95"] = _ci95(strata, weights)
+            out["overall"] = _ci95(strata, weights)
         return out
     if base == "rewardbench2":
         xs = [x for x in REWARDBENCH2_SUBSETS if x in present]
         if xs and all(present[x].metric != METRIC_TIES for x in xs):
-            return {"overall_ci95": _ci95([present[x].correct for x in xs])}
+            return {"overall": _ci95([present[x].correct for x in xs])}
         return {}
     if base == "rm-bench":
         domains: dict[str, list[str]] = {}
@@ -241,7 +242,7 @@ def _aggregate_intervals(base: str, subsets: dict[str, SubsetScore]) -> dict[str
             return {}
         weights = [present[x].n / sum(present[y].n for y in xs) for xs in domains.values() for x in xs]
         parts = {x: rm_bench_parts_per_item(present[x].matrices) for xs in domains.values() for x in xs}
-        return {f"{part}_ci95": _ci95([parts[x][part] for xs in domains.values() for x in xs], weights)
+        return {part: _ci95([parts[x][part] for xs in domains.values() for x in xs], weights)
                 for part in ("hard", "normal", "easy", "average")}
     return {}
 
