@@ -10,6 +10,10 @@ Which subsets enter the helpful/harmless group means is the *grouping*
 level, marks every subset ``in_group_mean`` true or false, and adds a task table across all the
 benchmarks of the run (``tasks``, ``groups``, ``groups_ci95``): one score per task, as the paper's
 task table has them (its "Math" task spans RM-Bench and RewardBench 2).
+
+Every accuracy has a 95% bootstrap interval, and every subset its length controls
+(:mod:`rmtension.analysis.length`: length-only baselines, margin–length correlation, length-matched
+accuracy), computed from the response lengths that items.jsonl carries (docs/STUDY_FORMAT.md).
 """
 
 from __future__ import annotations
