@@ -245,3 +245,38 @@ def test_ties_composite_gets_a_prompt_bootstrap_interval():
     ci = _ties_ci95(ids, chosen, rejected)
     assert ci == _ties_ci95(ids, chosen, rejected)  # seeded
     assert ci["low"] < score < ci["high"] and ci["high"] - ci["low"] > 0.05
+
+
+def test_bootstrap_rho_equals_the_spearman_of_the_resample_itself():
+    """The interval's resamples are computed as weighted ranks (no re-sorting); each must equal the
+    plain Spearman ρ of the explicitly resampled cells, ties and multi-cell items included."""
+    rng = np.random.default_rng(7)
+    n = 40
+    cl = [list(rng.integers(1, 20, size=3).astype(float)) for _ in range(n)]
+    rl = [list(rng.integers(1, 20, size=3).astype(float)) for _ in range(n)]
+    cs = [list(rng.normal(size=3).round(1)) for _ in range(n)]
+    rs = [list(rng.normal(size=3).round(1)) for _ in range(n)]
+    c = L.cells(cs, rs, cl, rl)
+    rx, ry = L._WeightedRanks(c.margin), L._WeightedRanks(c.length_diff)
+    for _ in range(5):
+        pick = rng.integers(0, n, size=n)
+        w = np.bincount(pick, minlength=n).astype(float)[c.item][None, :]
+        fast = L._weighted_pearson(rx.ranks(w), ry.ranks(w), w)[0]
+        idx = np.concatenate([np.flatnonzero(c.item == i) for i in pick])
+        assert fast == pytest.approx(spearmanr(c.margin[idx], c.length_diff[idx]).statistic, abs=1e-12)
+
+
+def test_compare_recomputes_controls_on_the_compared_items():
+    """When an eval's stored numbers cover other items (--intersect), compare recomputes them."""
+    rows = {f"i{k}": {"chosen_scores": [float(k)], "rejected_scores": [0.0], "correct": float(k > 0),
+                      "chosen_tokens": [10 + k], "rejected_tokens": [10]} for k in range(12)}
+    ids = sorted(rows)[:10]
+    out = L.task_controls({"mixed": rows, "helpful": rows}, ids, "pairwise",
+                          {"mixed": {"n": 12, "margin_length_spearman": "stale"}, "helpful": None}, n_resamples=100)
+    assert out["unit"] == "tokens"
+    assert out["margin_length_spearman"]["mixed"] == out["margin_length_spearman"]["helpful"]
+    assert out["margin_length_spearman"]["mixed"]["value"] == pytest.approx(1.0)  # margin = k = length difference
+    assert out["length_baseline"] == {"longer": 0.95, "shorter": 0.05}  # i0 ties: ½ each
+    assert out["length_matched"]["mixed"]["n"] == 2  # i0, i1 within 10% (lengths 10/10, 11/10)
+    assert L.task_controls({"m": {"a": {"chosen_scores": [1], "rejected_scores": [0], "correct": 1.0}}},
+                           ["a"], "pairwise") == {}

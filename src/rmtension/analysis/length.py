@@ -224,17 +224,63 @@ def _percentile_ci(values: np.ndarray) -> list[float]:
     return [float(lo), float(hi)]
 
 
+class _WeightedRanks:
+    """Average ranks of a fixed array under many multiplicity weightings at once.
+
+    A bootstrap resample that draws cell i w_i times ranks it, with average ranks for ties, at
+    (total weight of smaller values) + (weight of its equal values + 1) / 2 — computable from the
+    cumulative weights along the array sorted once, without re-sorting each resample.
+    """
+
+    def __init__(self, x: np.ndarray):
+        self.order = np.argsort(x, kind="stable")
+        xs = x[self.order]
+        new_group = np.concatenate([[True], xs[1:] != xs[:-1]]) if xs.size else np.zeros(0, dtype=bool)
+        self.group = np.cumsum(new_group) - 1  # group of each sorted position
+        self.ends = np.concatenate([np.flatnonzero(new_group[1:]), [xs.size - 1]]) if xs.size else np.zeros(0, int)
+
+    def ranks(self, w: np.ndarray) -> np.ndarray:
+        """Ranks (B × n) for weights ``w`` (B × n, in the original order)."""
+        cum = np.cumsum(w[:, self.order], axis=1)[:, self.ends]
+        gw = np.diff(cum, axis=1, prepend=0.0)
+        avg = cum - (gw - 1.0) / 2.0
+        out = np.empty_like(w, dtype=float)
+        out[:, self.order] = avg[:, self.group]
+        return out
+
+
+def _weighted_pearson(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    tot = w.sum(axis=1, keepdims=True)
+    am = a - (w * a).sum(axis=1, keepdims=True) / tot
+    bm = b - (w * b).sum(axis=1, keepdims=True) / tot
+    cov = (w * am * bm).sum(axis=1)
+    var = (w * am * am).sum(axis=1) * (w * bm * bm).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 0, cov / np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
+
+
 def margin_length_spearman(c: Cells, *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Any]:
     """Spearman correlation of margin with length difference over all cells, with a seeded 95%
-    percentile-bootstrap interval over items (resamples where it is undefined are dropped)."""
+    percentile-bootstrap interval over items (resamples where it is undefined are dropped).
+
+    Each resample draws ``n_items`` items with replacement (``numpy.random.default_rng(seed)``) and
+    takes all their cells; it is computed as the weighted correlation of weighted average ranks
+    (weights = how often each cell was drawn), which is the Spearman ρ of the resample itself."""
     value = spearman(c.margin, c.length_diff)
     if math.isnan(value) or n_resamples < 1:
         return {"value": value, "ci95": [float("nan"), float("nan")], "n_pairs": int(c.margin.size)}
     rng = np.random.default_rng(seed)
+    rx, ry = _WeightedRanks(c.margin), _WeightedRanks(c.length_diff)
     boot = np.empty(n_resamples)
-    for b in range(n_resamples):
-        idx = c.resample_index(rng)
-        boot[b] = spearman(c.margin[idx], c.length_diff[idx])
+    chunk = max(1, min(n_resamples, 2_000_000 // max(1, c.margin.size)))
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        pick = rng.integers(0, c.n_items, size=(stop - start, c.n_items))
+        rows = stop - start
+        flat = (np.arange(rows)[:, None] * c.n_items + pick).ravel()
+        draws = np.bincount(flat, minlength=rows * c.n_items).reshape(rows, c.n_items).astype(float)
+        w = draws[:, c.item]
+        boot[start:stop] = _weighted_pearson(rx.ranks(w), ry.ranks(w), w)
     return {"value": value, "ci95": _percentile_ci(boot), "n_pairs": int(c.margin.size)}
 
 
