@@ -180,6 +180,8 @@ def check_recomputable(results: dict, items: list[dict]) -> None:
     task_scores: dict[str, list[float]] = defaultdict(list)
     for task, src in task_sources.items():
         assert _close(results["tasks"][task]["score"], float(np.mean([x for _, _, x in src]))), task
+        ci = bootstrap_macro_ci([c for _, c, _ in src], n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+        assert results["tasks"][task]["ci95"] == {"low": ci.low, "high": ci.high}, f"task {task}: ci95"
         task_scores[src[0][0]].append(results["tasks"][task]["score"])
     for g in ("helpful", "harmless"):
         assert _close(results["groups"][g], float(np.mean(task_scores[g])) if task_scores[g] else None), g

@@ -330,6 +330,11 @@ def task_table(entries: dict[str, dict], correct: dict[tuple[str, str], np.ndarr
                                                                for t in tasks.values() if t["group"] == g])
                                              for g in sorted(means)}}
     if correct is not None:
+        for task, src in sources.items():  # a task = unweighted mean of its subsets: resampled apart
+            if all(s["metric"] != METRIC_TIES for _, _, s in src):
+                tasks[task]["ci95"] = _ci95([correct[(b, x)] for b, x, _ in src])
+            elif len(src) == 1:
+                tasks[task]["ci95"] = src[0][2].get("ci95")
         for g in sorted(means):
             members = [(t, src) for t, src in sources.items() if tasks[t]["group"] == g]
             if any(s["metric"] == METRIC_TIES for _, src in members for _, _, s in src):

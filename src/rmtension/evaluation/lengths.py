@@ -38,12 +38,9 @@ def count_response_tokens(texts: Sequence[str], responses: Sequence[str], tokeni
                           ) -> list[int]:
     """Tokens of each response inside its rendered text that the scorer keeps (see the module docstring)."""
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    out: list[int] = [0] * len(texts)
     cache: dict[tuple[str, str], int] = {}
-    todo = [k for k in range(len(texts))]
-    fast = bool(getattr(tokenizer, "is_fast", False))
-    if fast and todo:
-        uniq = list(dict.fromkeys((texts[k], responses[k]) for k in todo))
+    if getattr(tokenizer, "is_fast", False) and texts:
+        uniq = list(dict.fromkeys(zip(texts, responses)))
         enc = tokenizer([t for t, _ in uniq], add_special_tokens=True, truncation=False, verbose=False,
                         return_offsets_mapping=True)
         for (text, resp), ids, offsets in zip(uniq, enc["input_ids"], enc["offset_mapping"]):
@@ -58,14 +55,12 @@ def count_response_tokens(texts: Sequence[str], responses: Sequence[str], tokeni
             s, e = span
             cache[(text, resp)] = sum(1 for p, (a, b) in enumerate(offsets)
                                       if p >= kept_from and b > a and b > s and a < e)
-    missing = [k for k in todo if (texts[k], responses[k]) not in cache]
+    missing = [k for k in range(len(texts)) if (texts[k], responses[k]) not in cache]
     if missing:
         alone = tokenizer([responses[k] for k in missing], add_special_tokens=False, truncation=False, verbose=False)
         for k, ids in zip(missing, alone["input_ids"]):
             cache[(texts[k], responses[k])] = min(len(ids), max_length)
-    for k in todo:
-        out[k] = cache[(texts[k], responses[k])]
-    return out
+    return [cache[key] for key in zip(texts, responses)]
 
 
 def item_lengths(items: Sequence[Any], tokenizer: Any, template: str, max_length: int
