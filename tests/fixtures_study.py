@@ -102,11 +102,13 @@ def make_summary(backbones: Sequence[str] = ("tiny-gpt2",), seeds: Sequence[int]
             tasks = {}
             for bench, subsets in BENCHES.items():
                 for sub, g in subsets.items():
-                    tasks[f"{bench}/{sub}"] = {
-                        "group": g, "n": 40, "retention": round(rng.uniform(0.6, 0.9), 4),
-                        "vs_helpful": round(rng.uniform(0.6, 0.95), 4), "vs_harmless": round(rng.uniform(0.6, 0.95), 4),
+                    ret = round(rng.uniform(0.6, 0.9), 4)
+                    kept_h, kept_a = round(rng.uniform(0.6, 0.95), 4), round(rng.uniform(0.6, 0.95), 4)
+                    tasks[f"{bench}/{sub}"] = {  # Jaccard ≤ kept share; derived so the random stream is unchanged
+                        "group": g, "n": 40, "retention": ret, "kept_helpful": kept_h, "kept_harmless": kept_a,
+                        "jaccard_helpful": round(0.8 * kept_h, 4), "jaccard_harmless": round(0.8 * kept_a, 4),
                         "n_union": rng.randint(25, 38), "n_helpful": rng.randint(15, 30), "n_harmless": rng.randint(15, 30)}
-            summary["retention"].append({"backbone": bb, "seed": seed, "tasks": tasks})
+            summary["retention"].append({"backbone": bb, "seed": seed, "unit": "paper", "tasks": tasks})
             for single in ("helpful", "harmless"):
                 for group in ("helpful", "harmless", "all"):
                     sm, mm = rng.uniform(1.2, 1.8), rng.uniform(0.4, 0.8)

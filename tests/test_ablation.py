@@ -318,7 +318,9 @@ def saved_rm(tmp_path_factory) -> str:
 
     model, tok = _rm("tiny-llama")
     out = tmp_path_factory.mktemp("rm") / "tiny-llama-mixed-s0"
-    save_reward_model(model, tok, out, {"backbone": "tiny-llama", "seed": 0, "objective": "mixed", "template": "hh"})
+    # The split is what `rmtension train` records; hh-heldout is carved with it (an RM without one is refused).
+    save_reward_model(model, tok, out, {"backbone": "tiny-llama", "seed": 0, "objective": "mixed", "template": "hh",
+                                        "split": {"heldout_fraction": 0.2, "salt": "rmtension-split-v1"}})
     return str(out)
 
 

@@ -96,10 +96,10 @@ def test_hand_made_retention_calibration_and_seeds(two_seeds, tmp_path, capsys):
     assert [(c["backbone"], c["seed"]) for c in data["comparisons"]] == [("tb", 0), ("tb", 1)]
     s0, s1 = data["comparisons"]
     help0, harm0 = s0["tasks"]["b/help"], s0["tasks"]["b/harm"]
-    assert (help0["retention"], help0["vs_helpful"], help0["vs_harmless"]) == pytest.approx((2 / 3, 1 / 2, 1 / 2))
+    assert (help0["retention"], help0["kept_helpful"], help0["kept_harmless"]) == pytest.approx((2 / 3, 1 / 2, 1 / 2))
     assert (help0["n"], help0["n_union"], help0["n_helpful"], help0["n_harmless"], help0["n_mixed_only"]) == (5, 3, 2, 2, 1)
     assert help0["accuracy"] == pytest.approx({"mixed": 0.6, "helpful": 0.4, "harmless": 0.4})
-    assert (harm0["retention"], harm0["vs_helpful"], harm0["vs_harmless"]) == pytest.approx((2 / 3, 1 / 2, 1 / 2))
+    assert (harm0["retention"], harm0["kept_helpful"], harm0["kept_harmless"]) == pytest.approx((2 / 3, 1 / 2, 1 / 2))
     assert harm0["group"] == "harmless" and harm0["metric"] == "best-of-n"
     ch = help0["calibration"]["helpful"]
     assert ch["n"] == 1 and ch["single_margin"]["mean"] == pytest.approx(1.0) and ch["mixed_margin"]["mean"] == pytest.approx(0.2)
@@ -116,28 +116,28 @@ def test_hand_made_retention_calibration_and_seeds(two_seeds, tmp_path, capsys):
     assert s0["groups"]["helpful"]["retention"] == pytest.approx(2 / 3) and s0["groups"]["helpful"]["tasks"] == 1
 
     help1 = s1["tasks"]["b/help"]
-    assert (help1["retention"], help1["vs_helpful"], help1["vs_harmless"]) == pytest.approx((1 / 3, 1 / 2, 0.0))
+    assert (help1["retention"], help1["kept_helpful"], help1["kept_harmless"]) == pytest.approx((1 / 3, 1 / 2, 0.0))
     seeds = data["over_seeds"]["tb"]
     assert seeds["seeds"] == [0, 1]
     r = seeds["tasks"]["b/help"]["retention"]
     assert r["mean"] == pytest.approx(0.5) and r["std"] == pytest.approx(math.sqrt(2 * (1 / 6) ** 2)) and r["n"] == 2
     assert seeds["tasks"]["b/harm"]["retention"]["std"] == pytest.approx(0.0)
-    assert seeds["groups"]["helpful"]["vs_harmless"]["mean"] == pytest.approx(0.25)
+    assert seeds["groups"]["helpful"]["kept_harmless"]["mean"] == pytest.approx(0.25)
     cal = {(e["single"], e["group"]): e for e in seeds["calibration"]}
     assert cal[("helpful", "all")]["single_margin.mean"]["values"] == pytest.approx([1.5, 1.5])
 
 
 def test_threshold_json_stdout_and_summary_entries(two_seeds, capsys):
-    assert main(["compare", *map(str, two_seeds[:3]), "--threshold", "0.5", "--json"]) == 0
+    assert main(["compare", *map(str, two_seeds[:3]), "--retention-unit", "item", "--threshold", "0.5", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     harm = data["comparisons"][0]["tasks"]["b/harm"]
-    assert data["threshold"] == 0.5 and harm["retention"] == 1.0 and harm["vs_helpful"] == 1.0
+    assert data["threshold"] == 0.5 and harm["retention"] == 1.0 and harm["kept_helpful"] == 1.0
     triples = triples_from_records([load_eval_run(d) for d in two_seeds])
     entries = compare(triples).summary_entries()
     ret, cal = entries["retention"], entries["calibration"]
     assert [(e["backbone"], e["seed"]) for e in ret] == [("tb", 0), ("tb", 1)]
     task = ret[0]["tasks"]["b/help"]  # the keys docs/STUDY_FORMAT.md asks for
-    assert {"group", "n", "retention", "vs_helpful", "vs_harmless", "n_union", "n_helpful", "n_harmless"} <= set(task)
+    assert {"group", "n", "retention", "kept_helpful", "kept_harmless", "n_union", "n_helpful", "n_harmless"} <= set(task)
     for e in cal:
         assert {"backbone", "seed", "single", "group", "n", "single_margin", "mixed_margin", "share_mixed_smaller",
                 "hist"} <= set(e)
@@ -162,7 +162,7 @@ def test_explicit_roles_for_folders_without_records(tmp_path, capsys):
                     "--harmless", str(dirs["helpful"]), "--json"])
     assert swapped == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["comparisons"][0]["tasks"]["b/help"]["vs_helpful"] == pytest.approx(1 / 2)
+    assert data["comparisons"][0]["tasks"]["b/help"]["kept_helpful"] == pytest.approx(1 / 2)
 
 
 def _one_line_error(capsys, *argv: str) -> str:
@@ -238,18 +238,43 @@ def test_end_to_end_three_tiny_rms(data_dir, tmp_path, capsys):
             assert t["length"]["length_matched"][objective] == stored["length_matched"]
             assert t["length"]["accuracy_ci95"][objective] == stored["ci95"]
     assert set(tasks) == {"rm-bench:chat,safety-refuse/chat", "rm-bench:chat,safety-refuse/safety-refuse", "toy/toy-chat"}
-    right = {}
+    # Expected sets written out independently of rmtension.analysis.retention. Default unit, the
+    # paper's (EshaanT/RM-alignment_tension @ 96efa92: dataset.py::get_rm_bench zips chosen[s] with
+    # rejected[s]; evaluation.py::rm_acc: min(chosen) > max(rejected)): an RM-Bench item is three
+    # same-style pairs. --retention-unit item: whole items at correctness 1 (RM-Bench: all nine cells).
+    right: dict[str, dict[str, set[str]]] = {}
+    right_item: dict[str, dict[str, set[str]]] = {}
     for objective, d in zip(("mixed", "helpful", "harmless"), dirs):
         for row in read_items(d):
             key = f"{row['benchmark']}/{row['subset']}"
-            right.setdefault(key, {}).setdefault(objective, set())
+            units = right.setdefault(key, {}).setdefault(objective, set())
+            items = right_item.setdefault(key, {}).setdefault(objective, set())
+            c, r = row["chosen_scores"], row["rejected_scores"]
+            if row["metric"] == "rm-bench":
+                units.update(f"{row['id']}#{s}" for s in range(3) if c[s] > r[s])
+            elif min(c) > max(r):
+                units.add(row["id"])
             if row["correct"] >= 1.0:
-                right[key][objective].add(row["id"])
+                items.add(row["id"])
     for key, t in tasks.items():
         m, h, a = right[key]["mixed"], right[key]["helpful"], right[key]["harmless"]
         union = h | a
         want = len(m & union) / len(union) if union else None
         assert t["retention"] == (pytest.approx(want) if want is not None else None), key
+        jh = len(m & h) / len(m | h) if m | h else None
+        assert t["jaccard_helpful"] == (pytest.approx(jh) if jh is not None else None), key
         assert t["n_union"] == len(union) and t["n"] == 3  # --max-items 3 per subset
-        both_h = m & h
-        assert t["calibration"]["helpful"]["n"] == len(both_h)
+        assert t["n_units"] == (9 if key.startswith("rm-bench") else 3)
+    assert data["retention_unit"] == "paper"
+    assert main(["compare", *map(str, dirs), "--retention-unit", "item", "--json"]) == 0
+    item_tasks = json.loads(capsys.readouterr().out)["comparisons"][0]["tasks"]
+    for key, t in item_tasks.items():
+        m, h, a = right_item[key]["mixed"], right_item[key]["helpful"], right_item[key]["harmless"]
+        union = h | a
+        want = len(m & union) / len(union) if union else None
+        assert t["retention"] == (pytest.approx(want) if want is not None else None), key
+        assert t["n_units"] == t["n"] == 3
+    # calibration always works on whole items, whatever the retention unit
+    for key, t in tasks.items():
+        m, h = right_item[key]["mixed"], right_item[key]["helpful"]
+        assert t["calibration"]["helpful"]["n"] == len(m & h)

@@ -181,6 +181,6 @@ def test_set_file_roundtrip_and_validation(tmp_path):
         with pytest.raises(RmtensionError, match=msg):
             from_json(obj, tmp_path / "x.json")
     (tmp_path / "broken.json").write_text("{not json")
-    with pytest.raises(RmtensionError, match="broken.json: not valid JSON"):
+    with pytest.raises(RmtensionError, match="broken.json:1: malformed JSON"):
         load_set(tmp_path / "broken.json")
     assert to_json(s)["neurons"] == {str(k): v for k, v in s.by_layer().items()}

@@ -113,6 +113,9 @@ def test_retention_overlap_margin_and_ablation_csvs(full):
     ret = [e["tasks"]["rm-bench/code"]["retention"] for e in summary["retention"] if e["backbone"] == "tiny-gpt2"]
     row = next(r for r in read_csv(tables / "retention_tiny-gpt2.csv") if r["Task"] == "rm-bench/code")
     assert float(row["Retention (fraction) mean"]) == pytest.approx(statistics.mean(ret))
+    for col, key in (("Jaccard M–H", "jaccard_helpful"), ("Kept of A", "kept_harmless")):
+        vals = [e["tasks"]["rm-bench/code"][key] for e in summary["retention"] if e["backbone"] == "tiny-gpt2"]
+        assert float(row[f"{col} (fraction) mean"]) == pytest.approx(statistics.mean(vals))
 
     keep = [e["mixed_retention"] for e in summary["overlap"] if e["backbone"] == "tiny-gpt2" and e["method"] == "change"]
     row = next(r for r in read_csv(tables / "overlap.csv") if r["Backbone"] == "tiny-gpt2" and r["Method"] == "change")

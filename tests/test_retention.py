@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from rmtension.analysis.calibration import compare_calibration, compare_margins, item_margin, shared_histogram
-from rmtension.analysis.retention import correct_mask, retention, retention_by_task
+from rmtension.analysis.compare import CompareOptions
+from rmtension.analysis.retention import correct_mask, retention, retention_by_task, unit_correctness
 from rmtension.errors import RmtensionError
 
 # item:     a  b  c  d  e  f
@@ -29,15 +30,15 @@ def _by_id(values):
 def test_retention_by_hand_mappings():
     r = retention(_by_id(M), _by_id(H), _by_id(A))
     assert r.retention == 0.5
-    assert r.helpful_retention == pytest.approx(1 / 3)
-    assert r.harmless_retention == 0.5
-    assert (r.n_items, r.n_union, r.n_mixed_and_union, r.n_mixed_only) == (6, 4, 2, 1)
+    assert r.kept_helpful == pytest.approx(1 / 3)
+    assert r.kept_harmless == 0.5
+    assert (r.n_units, r.n_union, r.n_mixed_and_union, r.n_mixed_only) == (6, 4, 2, 1)
     assert (r.n_mixed, r.n_helpful, r.n_harmless) == (3, 3, 2)
 
 
 def test_retention_aligned_arrays_same_answer():
     r = retention(np.array(M, dtype=bool), H, np.array(A, dtype=float))
-    assert r.retention == 0.5 and r.helpful_retention == pytest.approx(1 / 3)
+    assert r.retention == 0.5 and r.kept_helpful == pytest.approx(1 / 3)
 
 
 def test_fractional_correctness_threshold():
@@ -60,14 +61,14 @@ def test_fractional_correctness_threshold():
 def test_empty_denominators_are_nan():
     # neither single RM gets anything right: nothing to retain → NaN, not a crash
     r = retention([1, 1], [0, 0], [0, 0])
-    assert math.isnan(r.retention) and math.isnan(r.helpful_retention) and math.isnan(r.harmless_retention)
+    assert math.isnan(r.retention) and math.isnan(r.kept_helpful) and math.isnan(r.kept_harmless)
     assert r.n_mixed_only == 2
     assert r.to_dict()["retention"] is None  # JSON-ready
     empty = retention({}, {}, {})
-    assert empty.n_items == 0 and math.isnan(empty.retention)
+    assert empty.n_units == 0 and math.isnan(empty.retention)
     # only the helpful RM is right somewhere: harmless retention NaN, the others defined
     r = retention([1, 0], [1, 1], [0, 0])
-    assert r.retention == 0.5 and r.helpful_retention == 0.5 and math.isnan(r.harmless_retention)
+    assert r.retention == 0.5 and r.kept_helpful == 0.5 and math.isnan(r.kept_harmless)
 
 
 def test_mismatched_items():
@@ -78,7 +79,7 @@ def test_mismatched_items():
         retention(mixed, helpful, harmless)
     # intersect: f drops out; f is wrong everywhere, so the ratios are unchanged
     r = retention(mixed, helpful, harmless, on_mismatch="intersect")
-    assert r.n_items == 5 and r.retention == 0.5
+    assert r.n_units == 5 and r.retention == 0.5
     with pytest.raises(RmtensionError, match="length"):
         retention([1, 0], [1], [0, 0])
     with pytest.raises(RmtensionError, match="all three"):
@@ -162,3 +163,19 @@ def test_calibration_empty_and_checks():
         compare_margins([float("nan")], [1.0])
     h = shared_histogram([0.0, 1.0], [0.5], bins=[0.0, 0.5, 1.0])
     assert h.single == [1, 1] and h.mixed == [0, 1]
+
+
+def test_unit_correctness_units_and_bad_unit():
+    rows = {"x": {"chosen_scores": [2.0, 1.0, 0.5], "rejected_scores": [1.0, 1.5, 0.0], "correct": 4 / 9},
+            "y": {"chosen_scores": [1.0], "rejected_scores": [0.0], "correct": 1.0}}
+    # the paper's units: an RM-Bench item is its three same-style pairs (2>1, 1>1.5 no, 0.5>0)
+    assert unit_correctness({"x": rows["x"]}, "rm-bench") == {"x#0": True, "x#1": False, "x#2": True}
+    assert unit_correctness({"y": rows["y"]}, "pairwise") == {"y": True}
+    # whole items: the benchmark's own correctness, thresholded later by retention()
+    assert unit_correctness(rows, "rm-bench", unit="item") == {"x": 4 / 9, "y": 1.0}
+    with pytest.raises(RmtensionError, match="retention unit"):
+        unit_correctness(rows, "rm-bench", unit="diagonal")
+    with pytest.raises(RmtensionError, match="same-style"):
+        unit_correctness({"z": {"chosen_scores": [1.0, 2.0], "rejected_scores": [0.0]}}, "rm-bench")
+    with pytest.raises(RmtensionError, match="retention unit"):
+        CompareOptions(unit="all-nine").check()

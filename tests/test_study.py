@@ -51,7 +51,7 @@ def _write(tmp_path: Path, cfg: dict, name: str = "study.yaml") -> Path:
     ({"evaluation": {"benchmarks": ["missing.jsonl"]}}, "evaluation.benchmarks[0]: 'missing.jsonl' is neither"),
     ({"objectives": ["helpful", "kind"]}, "objectives[1]: unknown value 'kind'"),
     ({"data_dir": "/no/such/dir"}, "data_dir: /no/such/dir is not a folder"),
-    ({"neurons": {"k": 0}}, "neurons.k: must be a percentage"),
+    ({"neurons": {"k": 0}}, "neurons.k: expected a percentage in (0, 100]"),
     ({"evaluation": {"max_items": {"rm-bench": 0}}}, "evaluation.max_items.rm-bench: expected a positive integer"),
 ])
 def test_config_errors_name_the_key(raw, message):
@@ -71,12 +71,13 @@ def test_short_config_gets_defaults_and_shipped_configs_validate(tmp_path):
         load_study_config(bad)
 
 
-def test_max_items_per_benchmark(data_dir):
+def test_max_items_per_benchmark(data_dir, tmp_path):
     from rmtension.study.pipeline import _load_benches
 
     cfg = config_from_dict({"evaluation": {"benchmarks": ["llmbar", "rm-bench"],
                                            "max_items": {"llmbar": 2, "default": 3}}})
-    llmbar, rmb = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, str(data_dir))
+    # The RM folder matters only for hh-heldout (its recorded split), which is not asked for here.
+    llmbar, rmb = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, str(data_dir), tmp_path)
     assert all(len(v) == 2 for v in llmbar.subsets().values())
     assert all(len(v) == 3 for v in rmb.subsets().values())
 
@@ -134,6 +135,8 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     summary = json.loads((out / "summary.json").read_text())
     assert {r["objective"] for r in summary["runs"]} == {"helpful", "harmless", "mixed"}
     assert summary["retention"] and summary["overlap"] and summary["curves"]
+    assert {e["unit"] for e in summary["retention"]} == {"paper"}  # the paper's retention units, recorded
+    assert {"jaccard_helpful", "kept_helpful"} <= set(next(iter(summary["retention"][0]["tasks"].values())))
     assert {a["set"] for a in summary["ablation"]} == {"own", "shared", "helpful-only", "harmless-only", "random"}
     # The mixed RM's shared set really is the intersection of the helpful and harmless RMs' neurons.
     from rmtension.neurons.setfile import load_set
@@ -181,3 +184,65 @@ def test_tiny_config_study_with_report(tmp_path, data_dir):
     report = (out / "report" / "report.md").read_text()
     assert "Not run in this study" not in report
     assert list((out / "report" / "figures").glob("*.png")) and list((out / "report" / "tables").glob("*.csv"))
+
+
+def _numbers(obj):
+    """A summary without what legitimately differs between two runs of the same step (clock times)."""
+    if isinstance(obj, dict):
+        return {k: _numbers(v) for k, v in obj.items() if k not in ("created", "wall_time_s")}
+    if isinstance(obj, list):
+        return [_numbers(v) for v in obj]
+    return obj
+
+
+def test_damaged_cached_outputs_are_rerun_with_the_same_numbers(tmp_path, data_dir, capsys, monkeypatch):
+    """Truncated or altered outputs of finished steps are found before reuse and the steps run again (issue 18, item 4)."""
+    from rmtension.study import steps as steps_mod
+
+    cfg = _write(tmp_path, {**SMALL, "objectives": ["helpful"]})  # one cell: train, eval, neurons, own ablation, curves
+    out = tmp_path / "study"
+    args = ["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]
+    assert main(args) == 0
+    first = _numbers(json.loads((out / "summary.json").read_text()))
+    folder = {kind: next((out / "steps" / kind).iterdir()) for kind in ("train", "eval", "neurons", "ablate-own")}
+    record = json.loads((folder["eval"] / "step.json").read_text())
+    assert record["outputs"]["results.json"]["size"] == (folder["eval"] / "results.json").stat().st_size
+    assert set(record["inputs"]) == {folder["train"].name}
+
+    def truncate(kind: str, rel: str) -> None:
+        path = folder[kind] / rel
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    def rerun(*extra: str) -> tuple[str, dict[str, float]]:
+        before = _markers(out)
+        capsys.readouterr()
+        assert main(args + list(extra)) == 0
+        after = _markers(out)
+        ran = {k.split("/")[1] for k in after if after[k] != before[k]}
+        assert _numbers(json.loads((out / "summary.json").read_text())) == first
+        return capsys.readouterr().err, ran
+
+    # 1. Three independent steps, each with one damaged file (a truncated results.json once crashed every rerun).
+    truncate("eval", "results.json")
+    truncate("neurons", "stats.npz")
+    truncate("ablate-own", "baseline/items.jsonl")
+    err, ran = rerun()
+    for kind, rel in (("eval", "results.json"), ("neurons", "stats.npz"), ("ablate-own", "baseline/items.jsonl")):
+        assert f"step {kind}:tiny-gpt2/helpful-s0: outputs changed ({rel}: size " in err, err
+    assert {"eval", "neurons", "ablate-own"} <= ran and "train" not in ran
+    # 2. A truncated model: training runs again from scratch (never "resumed" from the damaged folder),
+    #    and every step that read the old model follows.
+    truncate("train", "rm/model.safetensors")
+    err, ran = rerun()
+    assert "step train:tiny-gpt2/helpful-s0: outputs changed (rm/model.safetensors: size " in err
+    assert ran == {"train", "eval", "neurons", "ablate-own", "curves"}
+    # 3. Same-size damage to a file above the hash limit: the size check alone cannot see it; --verify can.
+    monkeypatch.setattr(steps_mod, "HASH_LIMIT", 0)
+    stats = folder["neurons"] / "stats.npz"
+    data = bytearray(stats.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stats.write_bytes(bytes(data))
+    err, ran = rerun()
+    assert ran == set() and "outputs changed" not in err
+    err, ran = rerun("--verify")
+    assert "step neurons:tiny-gpt2/helpful-s0: outputs changed (stats.npz: content differs" in err and "neurons" in ran

@@ -103,6 +103,8 @@ def test_nan_loss_stops_without_saving(tmp_path, data_dir, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "loss became" in err and "without saving" in err
     assert not (out / "rmtension.json").exists()
+    # It failed at step 1, before any checkpoint: no empty OUT.checkpoints is left behind (issue 18, item 7).
+    assert not (tmp_path / "nan.checkpoints").exists()
 
 
 def test_config_presets_and_overrides():
@@ -152,6 +154,9 @@ def test_resume_after_kill_gives_the_same_weights(tmp_path, data_dir):
     rec = json.loads((out / "rmtension.json").read_text())
     assert rec["trainer"]["resumed_from"].endswith("checkpoint-4")
     assert _same(_weights(ref), _weights(out))
+    # The loss of the whole run, not of the 2 steps after the resume (issue 18, item 6).
+    ref_loss = json.loads((ref / "rmtension.json").read_text())["trainer"]["train_loss"]
+    assert ref_loss is not None and rec["trainer"]["train_loss"] == pytest.approx(ref_loss, rel=1e-9)
 
 
 def test_existing_outputs_are_protected(tmp_path, data_dir, capsys):
@@ -217,3 +222,142 @@ def test_real_smollm2_trains_a_few_steps(tmp_path, data_dir):
     trained = model.state_dict()
     key = "model.layers.29.mlp.down_proj.weight"
     assert not torch.equal(init[key], trained[key])
+
+
+def test_whole_run_loss_weights_each_logged_window():
+    """Each logged loss is the mean since the previous log, so the run's mean weights it by its window."""
+    from rmtension.training.trainer import whole_run_loss
+
+    hist = [{"loss": 1.0, "step": 2}, {"loss": 4.0, "step": 3}, {"eval": 1, "step": 3}, {"loss": 0.5, "step": 7},
+            {"train_loss": 9.0, "step": 7}]
+    assert whole_run_loss(hist, 7) == pytest.approx((1.0 * 2 + 4.0 * 1 + 0.5 * 4) / 7)
+    assert whole_run_loss(hist, 8) is None  # the last step was never logged
+    assert whole_run_loss(hist, 7, resumed_at=5) is None  # resumed from a step with unlogged steps before it
+    assert whole_run_loss(hist, 7, resumed_at=3) == pytest.approx(8.0 / 7)
+    assert whole_run_loss([], 0) is None
+
+
+def test_resume_skips_a_broken_newest_checkpoint_and_keeps_the_whole_run_loss(tmp_path, data_dir, monkeypatch):
+    """A newest checkpoint cut short (full disk) is skipped for the newest complete one, and the result equals an
+    uninterrupted run: the same weights and the same train_loss. Resuming from the *final* checkpoint (all steps
+    done) also reports the whole run's loss, not 0.0 (issue 18, items 5 and 6). Logging every 50 steps with a
+    checkpoint every 2: the steps before a checkpoint are in its log history only because we log at checkpoints."""
+    import shutil
+
+    import rmtension.training.trainer as T
+    from rmtension.training.trainer import checkpoint_problem
+
+    reported = []
+    make = T._reward_trainer_cls
+
+    def spy():
+        class Spy(make()):
+            def train(self, *a, **k):
+                out = super().train(*a, **k)
+                reported.append(out.training_loss)
+                return out
+        return Spy
+
+    monkeypatch.setattr(T, "_reward_trainer_cls", spy)
+    args = ["train", *BASE, "--seed", "5", "--data-dir", str(data_dir), "--save-steps", "2",
+            "--set", "keep_checkpoints=true", "--set", "logging_steps=50"]
+    ref = tmp_path / "ref"
+    assert main([*args, "--out", str(ref)]) == 0
+    ref_rec = json.loads((ref / "rmtension.json").read_text())
+    ref_loss = ref_rec["trainer"]["train_loss"]
+    assert ref_rec["trainer"]["global_steps"] == 6 and ref_loss is not None and ref_loss > 0
+    # Uninterrupted, it is the trainer's own mean over all steps.
+    assert ref_loss == pytest.approx(reported[0], rel=1e-6)
+    ckpts = tmp_path / "ref.checkpoints"
+    assert sorted(p.name for p in ckpts.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
+    assert checkpoint_problem(ckpts / "checkpoint-4") is None and checkpoint_problem(ckpts / "checkpoint-6") is None
+
+    # Every way a checkpoint can be cut short is recognised as incomplete.
+    def broken(name: str, damage) -> Path:
+        dst = tmp_path / "broken" / name / "checkpoint-6"
+        shutil.copytree(ckpts / "checkpoint-6", dst)
+        damage(dst)
+        return dst
+
+    def truncate(f: str):
+        def damage(d: Path) -> None:
+            data = (d / f).read_bytes()
+            (d / f).write_bytes(data[: len(data) // 2])
+        return damage
+
+    cases = {
+        "no-state": lambda d: (d / "trainer_state.json").unlink(),
+        "bad-state": lambda d: (d / "trainer_state.json").write_text("{\"global_step\": 6"),
+        "weights": truncate("model.safetensors"),
+        "optimizer": truncate("optimizer.pt"),
+        "scheduler": lambda d: (d / "scheduler.pt").unlink(),
+        "rng": truncate("rng_state.pth"),
+    }
+    for name, damage in cases.items():
+        assert checkpoint_problem(broken(name, damage)) is not None, name
+
+    # Resume from the final checkpoint: nothing left to train, the loss is still the whole run's.
+    final = tmp_path / "final"
+    shutil.copytree(ckpts, tmp_path / "final.checkpoints")
+    assert main([*args, "--out", str(final), "--resume"]) == 0
+    rec = json.loads((final / "rmtension.json").read_text())
+    assert rec["trainer"]["resumed_from"].endswith("checkpoint-6")
+    assert rec["trainer"]["train_loss"] == pytest.approx(ref_loss, rel=1e-9)
+
+    # A truncated newest checkpoint: resume from checkpoint-4 instead, and end where the reference did.
+    out = tmp_path / "out"
+    shutil.copytree(ckpts, tmp_path / "out.checkpoints")
+    truncate("model.safetensors")(tmp_path / "out.checkpoints" / "checkpoint-6")
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    rec = json.loads((out / "rmtension.json").read_text())
+    assert rec["trainer"]["resumed_from"].endswith("checkpoint-4")
+    assert _same(_weights(ref), _weights(out))
+    assert rec["trainer"]["train_loss"] == pytest.approx(ref_loss, rel=1e-9)
+    assert reported[-1] != pytest.approx(ref_loss, rel=1e-6)  # the trainer's own number: steps 5-6 only
+
+
+def test_paper_preset_is_what_the_papers_trainer_ran():
+    """The `paper` preset against EshaanT/RM-alignment_tension @96efa92 train_new.py and the TRL it locked
+    (uv.lock: trl 0.27.1, transformers 5.0.0): batch 16 (--batch_size default), lr 1e-4 (RewardConfig default;
+    --lr is never passed), linear schedule (TrainingArguments default), 2 epochs (--epochs default; 1 for mixed from
+    the paper's text), max_length 1024 with over-long pairs dropped (RewardConfig default; RewardTrainer filters),
+    dropout off (RewardConfig.disable_dropout default True, not overridden). configs/paper.yaml uses the base
+    SmolLM2 models of the paper's MODEL_PATHS (RM_interpretation/rm_model/model.py), not -Instruct."""
+    import yaml
+
+    from rmtension.training.trainer import _training_args
+
+    cfg = make_config("paper", objective="helpful")
+    assert (cfg.batch_size, cfg.lr, cfg.scheduler, cfg.effective_epochs(), cfg.max_length, cfg.overlong) == \
+        (16, 1e-4, "linear", 2.0, 1024, "drop")
+    assert make_config("paper", objective="mixed").effective_epochs() == 1.0
+    assert cfg.disable_dropout is True and cfg.warmup_ratio == 0.0 and cfg.weight_decay == 0.0
+    assert _training_args(cfg, Path("/tmp/x")).disable_dropout is True
+    paper = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "paper.yaml").read_text())
+    smol = [b for b in paper["backbones"] if "SmolLM2" in b]
+    assert smol == ["HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-1.7B"]
+    assert [b for b in paper["backbones"] if "gpt2" in b] == \
+        ["openai-community/gpt2", "openai-community/gpt2-medium", "openai-community/gpt2-large"]
+
+
+def test_dropout_is_off_in_training_by_default(tmp_path, data_dir, monkeypatch):
+    """tiny-gpt2 has dropout 0.1; the trainer the paper preset builds runs it with every dropout at p = 0."""
+    import rmtension.training.trainer as T
+
+    seen = {}
+    make = T._reward_trainer_cls
+
+    def spy():
+        cls = make()
+
+        class Spy(cls):
+            def training_step(self, model, *a, **k):
+                seen.setdefault("p", [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)])
+                return super().training_step(model, *a, **k)
+        return Spy
+
+    monkeypatch.setattr(T, "_reward_trainer_cls", spy)
+    assert main(["train", "--backbone", "tiny-gpt2", "--objective", "helpful", "--seed", "0", "--max-pairs", "4",
+                 "--batch-size", "4", "--max-length", "128", "--overlong", "truncate", "--max-steps", "1",
+                 "--set", "heldout_max_pairs=2", "--data-dir", str(data_dir), "--out", str(tmp_path / "rm")]) == 0
+    assert seen["p"] and all(p == 0.0 for p in seen["p"])

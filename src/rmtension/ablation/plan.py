@@ -26,14 +26,13 @@ NamedSet = tuple[str, NeuronSet]
 
 
 def parse_k_list(text: str) -> list[float]:
-    """"0,5,10,20,30" → [0.0, 5.0, 10.0, 20.0, 30.0]; each between 0 and 100."""
+    """"0,5,10,20,30" → [0.0, 5.0, 10.0, 20.0, 30.0]; each between 0 and 100 (``validate.percent_list``)."""
+    from rmtension.validate import percent_list
+
     try:
-        ks = [float(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise RmtensionError(f"--k expects comma-separated percentages like 0,5,10,20,30, got {text!r}") from None
-    if not ks or any(not 0 <= k <= 100 for k in ks):
-        raise RmtensionError(f"--k expects percentages between 0 and 100, got {text!r}")
-    return ks
+        return percent_list.parse(text)
+    except ValueError as exc:
+        raise RmtensionError(f"--k: {exc}") from None
 
 
 def sets_from_files(paths: Iterable[str | Path]) -> list[NamedSet]:

@@ -4,9 +4,13 @@ Input: eval folders (``results.json`` + ``items.jsonl``) grouped into :class:`Ru
 :mod:`rmtension.analysis.eval_runs`. For each triple and each task (benchmark subset) scored by all
 three RMs:
 
-- **retention** (:func:`rmtension.analysis.retention.retention`): |C_M ∩ (C_H ∪ C_A)| / |C_H ∪ C_A|
-  and the pairwise variants |C_M ∩ C_H| / |C_H| ("vs_helpful") and |C_M ∩ C_A| / |C_A|
-  ("vs_harmless"), with an item "right" when its correctness in items.jsonl reaches ``threshold``;
+- **retention** (:func:`rmtension.analysis.retention.retention`): |C_M ∩ (C_H ∪ C_A)| / |C_H ∪ C_A|;
+  the paper's pairwise retention, the Jaccard indices |C_M ∩ C_H| / |C_M ∪ C_H| ("jaccard_helpful")
+  and |C_M ∩ C_A| / |C_M ∪ C_A| ("jaccard_harmless"); and ours, |C_M ∩ C_H| / |C_H| ("kept_helpful")
+  and |C_M ∩ C_A| / |C_A| ("kept_harmless"). The sets are of *units* (``unit``): by default the
+  paper's (an RM-Bench item is three same-style pairs, anything else one unit right iff
+  min(chosen) > max(rejected)), or ``"item"``: whole items, right when their correctness in
+  items.jsonl reaches ``threshold`` (an RM-Bench item then needs all nine cells);
 - **calibration** (:func:`rmtension.analysis.calibration.compare_calibration`): on the items that
   a single-objective RM and the mixed RM both get right, their margins and scores side by side —
   per task, and pooled over the helpful-oriented tasks, the harmless-oriented tasks and all tasks
@@ -16,7 +20,7 @@ Then, per backbone, every number as mean ± std over the seeds given
 (:func:`rmtension.evaluation.aggregate.mean_std`).
 
 The JSON (:meth:`CompareResult.to_dict`) uses the field names of the study's ``summary.json``
-(docs/STUDY_FORMAT.md: ``retention`` entries with ``tasks``; ``calibration`` entries with ``single``,
+(docs/STUDY_FORMAT.md: ``retention`` entries with ``unit`` and ``tasks``; ``calibration`` entries with ``single``,
 ``group``, ``single_margin``, ``mixed_margin``, ``share_mixed_smaller``, ``hist``), so a study can
 copy :meth:`CompareResult.summary_entries` into its summary unchanged.
 """
@@ -32,7 +36,8 @@ import numpy as np
 from rmtension.analysis.calibration import MARGIN_RULES, CalibrationResult, compare_calibration
 from rmtension.analysis.eval_runs import RunTriple, TaskRows
 from rmtension.analysis.length import task_controls
-from rmtension.analysis.retention import DEFAULT_THRESHOLD, retention
+from rmtension.analysis.retention import DEFAULT_THRESHOLD, DEFAULT_UNIT, check_unit, retention, unit_correctness
+from rmtension.bench.groups import DEFAULT_GROUPING, get_grouping
 from rmtension.bench.types import GROUPS
 from rmtension.errors import RmtensionError
 from rmtension.evaluation.aggregate import mean_std
@@ -40,23 +45,32 @@ from rmtension.evaluation.metrics import jsonable
 
 SINGLES = ("helpful", "harmless")
 POOLS = (*GROUPS, "all")
-SEED_FIELDS = ("retention", "vs_helpful", "vs_harmless")
+SEED_FIELDS = ("retention", "jaccard_helpful", "jaccard_harmless", "kept_helpful", "kept_harmless")
 CALIBRATION_SEED_FIELDS = ("n", "share_mixed_smaller", "mean_margin_difference", "single_margin.mean",
                            "mixed_margin.mean", "single_score.mean_abs", "mixed_score.mean_abs")
 
 
 @dataclass(frozen=True)
 class CompareOptions:
-    """threshold: correctness that counts as right (1.0 = fully right, the strict rule);
+    """unit: what retention counts, "paper" (the paper's code's units, default) or "item" (whole
+    items at ``threshold``), see :mod:`rmtension.analysis.retention`;
+    threshold: per-item correctness that counts as right (1.0 = fully right), for ``unit="item"``
+    retention and for calibration (which always works on whole items);
     margin: "min-max" or "mean" (see calibration); bins: histogram bins of the pooled entries;
-    intersect: use the items common to the three RMs when their item sets differ (else an error)."""
+    intersect: use the items common to the three RMs when their item sets differ (else an error);
+    grouping: which tasks enter the helpful/harmless group means and which subsets form one task
+    (:data:`rmtension.bench.groups.GROUPINGS`; ``paper`` by default, as for eval's group means)."""
 
+    unit: str = DEFAULT_UNIT
     threshold: float = DEFAULT_THRESHOLD
     margin: str = "min-max"
     bins: int = 20
     intersect: bool = False
+    grouping: str = DEFAULT_GROUPING
 
     def check(self) -> None:
+        check_unit(self.unit)
+        get_grouping(self.grouping)
         if not 0.0 < self.threshold <= 1.0:
             raise RmtensionError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.margin not in MARGIN_RULES:
@@ -71,6 +85,8 @@ class Comparison:
 
     backbone: str | None
     seed: int | None
+    retention_unit: str
+    grouping: str
     runs: dict[str, dict[str, Any]]
     tasks: dict[str, dict[str, Any]]
     groups: dict[str, dict[str, Any]]
@@ -79,7 +95,8 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({"backbone": self.backbone, "seed": self.seed, "runs": self.runs, "tasks": self.tasks,
+        return jsonable({"backbone": self.backbone, "seed": self.seed, "retention_unit": self.retention_unit,
+                         "grouping": self.grouping, "runs": self.runs, "tasks": self.tasks,
                          "groups": self.groups, "calibration": self.calibration,
                          "skipped_tasks": self.skipped_tasks, "notes": self.notes})
 
@@ -93,13 +110,16 @@ class CompareResult:
     over_seeds: dict[str, dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({"threshold": self.options.threshold, "margin_rule": self.options.margin,
+        return jsonable({"retention_unit": self.options.unit, "grouping": self.options.grouping,
+                         "threshold": self.options.threshold,
+                         "margin_rule": self.options.margin,
                          "bins": self.options.bins, "intersect": self.options.intersect,
                          "comparisons": [c.to_dict() for c in self.comparisons], "over_seeds": self.over_seeds})
 
     def summary_entries(self) -> dict[str, list[dict[str, Any]]]:
         """The ``retention`` and ``calibration`` lists of a study's summary.json."""
-        retention_entries = [jsonable({"backbone": c.backbone, "seed": c.seed, "tasks": c.tasks})
+        retention_entries = [jsonable({"backbone": c.backbone, "seed": c.seed, "unit": c.retention_unit,
+                                       "grouping": c.grouping, "tasks": c.tasks})
                              for c in self.comparisons]
         calibration_entries = [jsonable({"backbone": c.backbone, "seed": c.seed, **e})
                                for c in self.comparisons for e in c.calibration]
@@ -138,6 +158,7 @@ def _scores(row: dict[str, Any]) -> tuple[list[float], list[float]]:
 def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()) -> Comparison:
     """Retention and calibration of one backbone × seed over every task all three RMs scored."""
     options.check()
+    grouping = get_grouping(options.grouping)
     runs = triple.runs()
     keys = [set(r.tasks) for r in runs.values()]
     common = sorted(set.intersection(*keys))
@@ -160,16 +181,23 @@ def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()
         if len(metrics) > 1:
             raise RmtensionError(f"task {key} was scored with different metrics ({', '.join(map(str, metrics))})")
         group = by_role["mixed"].group or by_role["helpful"].group
+        metric = by_role["mixed"].metric
         correct = {role: {i: float(t.rows[i]["correct"]) for i in ids} for role, t in by_role.items()}
-        ret = retention(correct["mixed"], correct["helpful"], correct["harmless"], threshold=options.threshold)
+        units = {role: unit_correctness({i: t.rows[i] for i in ids}, metric, unit=options.unit)
+                 for role, t in by_role.items()}
+        ret = retention(units["mixed"], units["helpful"], units["harmless"], threshold=options.threshold)
         r = ret.to_dict()
+        bench, subset = by_role["mixed"].benchmark, by_role["mixed"].subset
         entry: dict[str, Any] = {
-            "benchmark": by_role["mixed"].benchmark, "subset": by_role["mixed"].subset, "group": group,
-            "metric": by_role["mixed"].metric, "n": len(ids), "retention": r["retention"],
-            "vs_helpful": r["helpful_retention"], "vs_harmless": r["harmless_retention"], "n_union": r["n_union"],
+            "benchmark": bench, "subset": subset, "group": group,
+            "task": grouping.task_of(bench, subset), "in_group_mean": grouping.includes(bench, subset),
+            "metric": metric, "n": len(ids), "n_units": r["n_units"], "retention": r["retention"],
+            "jaccard_helpful": r["jaccard_helpful"], "jaccard_harmless": r["jaccard_harmless"],
+            "kept_helpful": r["kept_helpful"], "kept_harmless": r["kept_harmless"], "n_union": r["n_union"],
             "n_helpful": r["n_helpful"], "n_harmless": r["n_harmless"], "n_mixed": r["n_mixed"],
             "n_mixed_and_union": r["n_mixed_and_union"], "n_mixed_and_helpful": r["n_mixed_and_helpful"],
-            "n_mixed_and_harmless": r["n_mixed_and_harmless"], "n_mixed_only": r["n_mixed_only"],
+            "n_mixed_and_harmless": r["n_mixed_and_harmless"], "n_mixed_or_helpful": r["n_mixed_or_helpful"],
+            "n_mixed_or_harmless": r["n_mixed_or_harmless"], "n_mixed_only": r["n_mixed_only"],
             "accuracy": {role: float(np.mean(list(c.values()))) if c else float("nan") for role, c in correct.items()},
             "calibration": {},
         }
@@ -197,8 +225,8 @@ def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()
                                       threshold=options.threshold, margin=options.margin, bins=options.bins)
             calibration.append({"single": single, "group": pool, **_calibration_dict(res, with_hist=True)})
     return Comparison(
-        backbone=triple.backbone, seed=triple.seed,
-        runs={role: {"path": run.path, "objective": run.objective, "ablation": run.ablation}
+        backbone=triple.backbone, seed=triple.seed, retention_unit=options.unit,
+        grouping=options.grouping, runs={role: {"path": run.path, "objective": run.objective, "ablation": run.ablation}
               for role, run in runs.items()},
         tasks=tasks, groups=_group_means(tasks), calibration=calibration, skipped_tasks=skipped, notes=notes)
 
@@ -211,18 +239,34 @@ def _stored_subset(run: Any, t: TaskRows) -> dict[str, Any] | None:
 
 
 def _group_means(tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per task group: the unweighted mean of the task retentions (tasks with an undefined one left out)."""
+    """Per task group: the unweighted mean over its tasks of each retention measure.
+
+    Only entries with ``in_group_mean`` count (the grouping's excluded subsets, e.g. the paper's code
+    subsets, are reported per subset but left out, as in eval's group means); entries sharing a
+    ``task`` name (the paper's merged "Math") are averaged into one task first, as the paper's
+    notebook averages rows per task name before averaging the tasks (EshaanT/RM-alignment_tension,
+    notebooks/plotsNresults.ipynb at 96efa92, cells 11–12). Undefined (NaN) values are left out.
+    """
     out: dict[str, dict[str, Any]] = {}
     for g in GROUPS:
-        members = [t for t in tasks.values() if t["group"] == g]
+        members = [t for t in tasks.values() if t["group"] == g and t.get("in_group_mean", True)]
         if not members:
             continue
-        entry: dict[str, Any] = {"tasks": len(members)}
+        by_task: dict[str, list[dict[str, Any]]] = {}
+        for t in members:
+            by_task.setdefault(t.get("task") or f"{t['benchmark']}/{t['subset']}", []).append(t)
+        entry: dict[str, Any] = {"tasks": len(by_task)}
         for f in SEED_FIELDS:
-            vals = [_num(t[f]) for t in members if not math.isnan(_num(t[f]))]
+            per_task = [_nanmean([_num(t[f]) for t in rows]) for rows in by_task.values()]
+            vals = [v for v in per_task if not math.isnan(v)]
             entry[f] = float(np.mean(vals)) if vals else float("nan")
         out[g] = entry
     return out
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 # ----------------------------------------------------------------------------- over seeds

@@ -54,17 +54,19 @@ class EvalRun:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(path, f"cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from None
+    except RecursionError:
+        raise InputError(path, "not valid JSON: nested too deeply") from None
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc}") from None
     with fh:
@@ -75,6 +77,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(path, f"not valid JSON: {exc.msg}", line=lineno) from None
+            except RecursionError:
+                raise InputError(path, "not valid JSON: nested too deeply", line=lineno) from None
             if not isinstance(row, dict):
                 raise InputError(path, "expected a JSON object", line=lineno)
             missing = [k for k in ROW_FIELDS if k not in row]

@@ -88,11 +88,14 @@ KEYWORD_GROUPS: tuple[tuple[str, str], ...] = (
 _overrides: dict[str, str] = {}
 
 
-def set_group_overrides(mapping: Mapping[str, str]) -> None:
-    """Replace the user's overrides (subset → "helpful"|"harmless"), checked before the table."""
+def set_group_overrides(mapping: Mapping[str, str], source: str = "group overrides") -> None:
+    """Replace the user's overrides (subset → "helpful"|"harmless"), checked before the table.
+
+    ``source`` (the file they came from) starts any error message.
+    """
     for subset, group in mapping.items():
         if group not in ("helpful", "harmless"):
-            raise RmtensionError(f"group override for {subset!r} must be 'helpful' or 'harmless', got {group!r}")
+            raise RmtensionError(f"{source}: group of subset {subset!r} must be 'helpful' or 'harmless', got {group!r}")
     _overrides.clear()
     _overrides.update(mapping)
 
@@ -101,8 +104,8 @@ def load_group_overrides(path: str | Path) -> dict[str, str]:
     """Read a JSON or YAML mapping {subset: group} and install it."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark is not an error
+    except (OSError, UnicodeDecodeError) as exc:
         raise RmtensionError(f"{p}: cannot read group overrides: {exc}") from None
     try:
         if p.suffix in (".yaml", ".yml"):
@@ -111,11 +114,13 @@ def load_group_overrides(path: str | Path) -> dict[str, str]:
             mapping = yaml.safe_load(text)
         else:
             mapping = json.loads(text)
+    except RecursionError:
+        raise RmtensionError(f"{p}: cannot parse group overrides: nested too deeply") from None
     except Exception as exc:
-        raise RmtensionError(f"{p}: cannot parse group overrides: {exc}") from None
+        raise RmtensionError(f"{p}: cannot parse group overrides: {' '.join(str(exc).split())}") from None
     if not isinstance(mapping, dict):
         raise RmtensionError(f"{p}: group overrides must be a mapping of subset to 'helpful' or 'harmless'")
-    set_group_overrides(mapping)
+    set_group_overrides(mapping, source=str(p))
     return dict(mapping)
 
 

@@ -29,6 +29,7 @@ from rmtension.bench.types import (
 )
 from rmtension.data.io import Located, is_record_file, iter_records, require_str, require_str_list
 from rmtension.data.sources import resolve_data_dir
+from rmtension.data.split import HeldoutSplit
 from rmtension.data.types import user_prompt
 from rmtension.errors import RmtensionError, SourceNotFoundError
 from rmtension.hub import hub_available, hub_status
@@ -52,10 +53,14 @@ def _item(loc: Located, bench: str, subset: str, item_id: str, prompt: str, chos
     chosen_t, rejected_t = tuple(chosen), tuple(rejected)
     if not chosen_t or not rejected_t:
         raise loc.error("an item needs at least one chosen and one rejected response")
+    try:
+        item_group = group_of(subset, group)
+    except RmtensionError as exc:  # name the file and line of the item whose group is wrong
+        raise loc.error(str(exc)) from None
     return BenchItem(
         id=item_id,
         subset=subset,
-        group=group_of(subset, group),
+        group=item_group,
         prompt=user_prompt(prompt),
         chosen=chosen_t,
         rejected=rejected_t,
@@ -213,23 +218,43 @@ def load_llmbar(root: Path | None) -> Benchmark:
 # ----------------------------------------------------------------------------- HH-RLHF held-out pairs
 
 
-@BENCHMARKS.register("hh-heldout")
-def load_hh_heldout(root: Path | None) -> Benchmark:
+HH_HELDOUT = "hh-heldout"
+
+
+@BENCHMARKS.register(HH_HELDOUT)
+def load_hh_heldout(root: Path | None, split: HeldoutSplit | None = None) -> Benchmark:
     """The held-out side of the prompt-hash split of each HH-RLHF subset, as pairwise items.
 
-    Training holds out the same prompts (same fraction and salt), so an RM is never evaluated
-    here on a prompt it was trained on. Subsets keep their HH names; their group follows the name
-    (helpful-* → helpful, harmless-base → harmless).
+    ``split`` must be the split the evaluated RM was trained with (``heldout_split_of`` its record):
+    only then is no item's prompt one it was trained on. Callers that score an RM always pass it;
+    without one (browsing with ``bench show``) the default split is used and the notes say so.
+    Subsets keep their HH names; their group follows the name (helpful-* → helpful,
+    harmless-base → harmless).
     """
     from rmtension.data.sources import load_preferences
-    from rmtension.data.split import DEFAULT_HELDOUT_FRACTION, split_pairs
 
     data = load_preferences("hh-rlhf:mixed", root)
-    _, held = split_pairs(data.pairs, DEFAULT_HELDOUT_FRACTION)
+    chosen = split or HeldoutSplit()
+    _, held = chosen.apply(data.pairs)
     items = [BenchItem(id=p.id, subset=p.subset, group=group_of(p.subset), prompt=p.prompt, chosen=(p.chosen,),
-                       rejected=(p.rejected,), benchmark="hh-heldout") for p in held]
-    notes = [f"held-out {DEFAULT_HELDOUT_FRACTION:.0%} of prompts (first user turn hash) of hh-rlhf:mixed"]
-    return Benchmark("hh-heldout", items, METRIC_PAIRWISE, files=list(data.files), notes=notes)
+                       rejected=(p.rejected,), benchmark=HH_HELDOUT) for p in held]
+    whose = "the RM's recorded training split" if split is not None else "the default split, not tied to any RM"
+    notes = [f"held-out {chosen.fraction:.1%} of prompts (first user turn hash, salt {chosen.salt!r}) of hh-rlhf:mixed: "
+             f"{whose}"]
+    return Benchmark(HH_HELDOUT, items, METRIC_PAIRWISE, files=list(data.files), notes=notes)
+
+
+def rm_heldout_split(rm_dir: str | Path, names: Iterable[str]) -> HeldoutSplit | None:
+    """The split the RM in ``rm_dir`` was trained with when one of ``names`` is hh-heldout, else None.
+
+    Read from the RM's record alone (no model is loaded); an RM without a recorded split is refused
+    with a one-line error naming its record, since its held-out prompts are unknown.
+    """
+    from rmtension.models.reward_model import heldout_split_of, read_record
+
+    if not any(str(n).partition(":")[0] == HH_HELDOUT for n in names):
+        return None
+    return heldout_split_of(read_record(rm_dir), rm_dir)
 
 
 # ----------------------------------------------------------------------------- generic files
@@ -274,13 +299,21 @@ def _metric_for_shapes(shapes: set[tuple[int, int]]) -> str:
 # ----------------------------------------------------------------------------- entry point
 
 
-def load_benchmark(name_or_file: str, data_dir: str | Path | None = None) -> Benchmark:
-    """Resolve a registered name (optionally ``name:subset,subset``) or a generic file."""
-    base, _, filt = name_or_file.partition(":")
+def load_benchmark(name_or_file: str, data_dir: str | Path | None = None,
+                   heldout_split: HeldoutSplit | None = None) -> Benchmark:
+    """Resolve a registered name (optionally ``name:subset,subset``) or a generic file.
+
+    ``heldout_split``: the evaluated RM's training split, used by ``hh-heldout`` (see there).
+    """
+    base, sep, filt = name_or_file.partition(":")
     if base in BENCHMARKS:
-        bench = BENCHMARKS.get(base)(resolve_data_dir(data_dir))
-        if filt:
-            wanted = [s for s in filt.split(",") if s]
+        wanted = [s.strip() for s in filt.split(",") if s.strip()]
+        if sep and not wanted:  # `rm-bench:` or `rm-bench:,,` would silently select nothing
+            raise RmtensionError(f"benchmark {name_or_file!r}: no subset named after ':'; give NAME:subset[,subset] "
+                                 f"(see `rmtension bench show {base}`)")
+        root = resolve_data_dir(data_dir)
+        bench = load_hh_heldout(root, heldout_split) if base == HH_HELDOUT else BENCHMARKS.get(base)(root)
+        if wanted:
             known = set(bench.subsets())
             unknown = [s for s in wanted if s not in known]
             if unknown:

@@ -13,16 +13,8 @@ import argparse
 from pathlib import Path
 
 from rmtension.cli.cmd_eval import add_ablation_mode_options, add_rm_and_bench_options, load_benches, rm_record, scorer_config
-from rmtension.cli.common import add_json, print_json
-
-
-def _seeds(text: str) -> list[int]:
-    from rmtension.errors import RmtensionError
-
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise RmtensionError(f"--seeds expects comma-separated integers like 0,1,2, got {text!r}") from None
+from rmtension import validate as V
+from rmtension.cli.common import add_json, check_out_dir, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,12 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sets", nargs="+", default=[], metavar="FILE", help="neuron-set files (`rmtension neurons select`)")
     g.add_argument("--random-like", action="append", default=[], metavar="FILE",
                    help="add size-matched random sets like this set file, one per --seeds entry (repeatable)")
-    g.add_argument("--seeds", default="0", help="seeds of the random sets, comma-separated (default 0)")
+    g.add_argument("--seeds", type=V.seed_list, default="0", help="seeds of the random sets, comma-separated (default 0)")
     g.add_argument("--random-match", choices=("per-layer", "total"), default="per-layer",
                    help="random sets keep the count of every layer (default) or only the total")
     g.add_argument("--scores", action="append", default=[], metavar="SCORES_FILE",
                    help="curve mode: a score file from `rmtension neurons score`; one set per --k entry (repeatable)")
-    g.add_argument("--k", default="0,5,10,20,30", help="curve mode: top-k%% values (default 0,5,10,20,30)")
+    g.add_argument("--k", type=V.percent_list, default="0,5,10,20,30", help="curve mode: top-k%% values (default 0,5,10,20,30)")
     g.add_argument("--methods", default=None,
                    help="curve mode: score methods to select by, comma-separated (default: each file's own; "
                    "random uses --seeds; change needs statistics recorded with the base model)")
@@ -55,16 +47,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _named_sets(args: argparse.Namespace) -> list:
-    from rmtension.ablation.plan import curve_sets, parse_k_list, random_controls, sets_from_files, unique_names
+    from rmtension.ablation.plan import curve_sets, random_controls, sets_from_files, unique_names
     from rmtension.errors import RmtensionError
 
     if not (args.sets or args.random_like or args.scores):
         raise RmtensionError("no neuron sets to ablate: give --sets FILE..., --random-like FILE or --scores FILE")
-    seeds = _seeds(args.seeds)
+    seeds = args.seeds  # parsed and checked by V.seed_list
     named = sets_from_files(args.sets)
     named += random_controls(args.random_like, seeds, args.random_match)
     if args.scores:
-        ks = parse_k_list(args.k)
+        ks = args.k  # parsed and checked by V.percent_list
         methods = [m for m in args.methods.split(",") if m] if args.methods else None
         for f in args.scores:
             curve = curve_sets(f, ks, methods, seeds, args.per_layer)
@@ -80,6 +72,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     from rmtension.models.reward_model import load_reward_model
     from rmtension.neurons.sites import model_sites
 
+    check_out_dir(args.out)
     named = _named_sets(args)  # set files fail before any model or benchmark is loaded
     benches = load_benches(args)
     model, tokenizer, info = load_reward_model(args.rm)

@@ -6,9 +6,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rmtension.bench.groups import DEFAULT_GROUPING, GROUPINGS
 from rmtension.cli.common import add_json, print_json
+from rmtension import validate as V
 
 FRACTION = "{:.3f}"
+RETENTION_FIELDS = ("retention", "jaccard_helpful", "jaccard_harmless", "kept_helpful", "kept_harmless")
+RETENTION_HEADERS = ["retention", "J(M,H)", "J(M,A)", "kept H", "kept A"]
+RETENTION_LEGEND = ("retention = |C_M∩(C_H∪C_A)|/|C_H∪C_A|; J(M,X) = |C_M∩C_X|/|C_M∪C_X| (the paper's pairwise "
+                    "retention); kept X = |C_M∩C_X|/|C_X|")
+UNIT_TEXT = {"paper": "the paper's units (RM-Bench: same-style pairs; others: items, min chosen > max rejected)",
+             "item": "whole items (right at --threshold; RM-Bench: all nine cells at 1.0)"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,18 +25,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read eval folders (`rmtension eval --out DIR`) of the mixed, helpful and harmless RMs of one "
         "backbone and seed (roles, backbone and seed from each results.json; several seeds are grouped and "
         "summarised as mean ± std) and compute per task: retention |C_M ∩ (C_H ∪ C_A)| / |C_H ∪ C_A|, the "
-        "pairwise variants vs helpful and vs harmless, and the margins of items both a single RM and the mixed "
-        "RM get right.")
+        "paper's pairwise retention (Jaccard |C_M ∩ C_X| / |C_M ∪ C_X|, X = helpful or harmless), the share of "
+        "each single RM's correct set the mixed RM keeps (|C_M ∩ C_X| / |C_X|), and the margins of items both a "
+        "single RM and the mixed RM get right.")
     p.add_argument("dirs", nargs="*", metavar="OUT_DIR", help="eval folders; roles from their results.json")
     p.add_argument("--mixed", action="append", default=[], metavar="DIR", help="eval folder of a mixed RM (repeat "
                    "for several seeds, in the same order as --helpful and --harmless)")
     p.add_argument("--helpful", action="append", default=[], metavar="DIR", help="eval folder of a helpful RM")
     p.add_argument("--harmless", action="append", default=[], metavar="DIR", help="eval folder of a harmless RM")
-    p.add_argument("--threshold", type=float, default=1.0,
-                   help="per-item correctness that counts as right (default 1.0: fully right, the strict rule)")
+    p.add_argument("--retention-unit", choices=("paper", "item"), default="paper",
+                   help="what retention counts: 'paper' (default; as the paper's code: an RM-Bench item is its "
+                   "three same-style pairs, every other item one unit right iff min(chosen) > max(rejected)) or "
+                   "'item' (whole items right when their benchmark correctness reaches --threshold; an RM-Bench "
+                   "item then needs all nine cells of its 3×3 matrix)")
+    p.add_argument("--grouping", choices=tuple(GROUPINGS), default=DEFAULT_GROUPING,
+                   help="which tasks enter the helpful/harmless group means: 'paper' (default; the paper's task "
+                   "table: code subsets and RewardBench 2 Ties left out, the two Math subsets one task) or 'all'")
+    p.add_argument("--threshold", type=V.fraction, default=1.0,
+                   help="per-item correctness that counts as right (default 1.0: fully right) for calibration "
+                   "and for --retention-unit item")
     p.add_argument("--margin", choices=("min-max", "mean"), default="min-max",
                    help="item margin: min(chosen) − max(rejected) (default) or mean(chosen) − mean(rejected)")
-    p.add_argument("--bins", type=int, default=20, help="histogram bins of the pooled calibration entries")
+    p.add_argument("--bins", type=V.histogram_bins, default=20, help="histogram bins of the pooled calibration entries")
     p.add_argument("--intersect", action="store_true",
                    help="use the items common to the three RMs when their item sets differ (default: error)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the comparison as JSON to FILE")
@@ -56,7 +74,8 @@ def run_compare(args: argparse.Namespace) -> int:
     from rmtension.analysis.compare import CompareOptions, compare
     from rmtension.files import write_json_atomic
 
-    options = CompareOptions(threshold=args.threshold, margin=args.margin, bins=args.bins, intersect=args.intersect)
+    options = CompareOptions(unit=args.retention_unit, threshold=args.threshold, margin=args.margin, bins=args.bins,
+                             intersect=args.intersect, grouping=args.grouping)
     result = compare(_triples(args), options)
     data = result.to_dict()
     if args.out:
@@ -106,13 +125,14 @@ def _comparison_tables(c: dict[str, Any], margin_rule: str) -> list[str]:
     rows = []
     for key, t in _by_group(c["tasks"]):
         acc = t["accuracy"]
-        rows.append([key, t["group"] or "?", t["n"], _f(acc["mixed"]), _f(acc["helpful"]), _f(acc["harmless"]),
-                     _f(t["retention"]), _f(t["vs_helpful"]), _f(t["vs_harmless"]), t["n_union"]])
+        rows.append([key, t["group"] or "?", t["n"], t["n_units"], _f(acc["mixed"]), _f(acc["helpful"]),
+                     _f(acc["harmless"]), *(_f(t[f]) for f in RETENTION_FIELDS), t["n_union"]])
     for g, e in c["groups"].items():
-        rows.append([f"{g} tasks (mean of {e['tasks']})", g, "", "", "", "", _f(e["retention"]), _f(e["vs_helpful"]),
-                     _f(e["vs_harmless"]), ""])
-    out = [title, _table(["task", "group", "n", "acc M", "acc H", "acc A", "retention", "vs H", "vs A", "|C_H∪C_A|"],
-                         rows)]
+        rows.append([f"{g} tasks (mean of {e['tasks']})", g, "", "", "", "", "", *(_f(e[f]) for f in RETENTION_FIELDS),
+                     ""])
+    out = [title, _table(["task", "group", "n", "units", "acc M", "acc H", "acc A", *RETENTION_HEADERS, "|C_H∪C_A|"],
+                         rows),
+           f"retention over {UNIT_TEXT.get(c['retention_unit'], c['retention_unit'])}\n{RETENTION_LEGEND}"]
     crow = []
     for e in c["calibration"]:
         sm, mm = e["single_margin"], e["mixed_margin"]
@@ -179,13 +199,11 @@ def format_tables(data: dict[str, Any]) -> str:
     for backbone, s in data["over_seeds"].items():
         if len(s["seeds"]) < 2:
             continue
-        rows = [[k, t["group"] or "?", _ms(t["retention"]), _ms(t["vs_helpful"]), _ms(t["vs_harmless"])]
-                for k, t in _by_group(s["tasks"])]
-        rows += [[f"{g} tasks (mean)", g, _ms(e["retention"]), _ms(e["vs_helpful"]), _ms(e["vs_harmless"])]
-                 for g, e in s["groups"].items()]
+        rows = [[k, t["group"] or "?", *(_ms(t[f]) for f in RETENTION_FIELDS)] for k, t in _by_group(s["tasks"])]
+        rows += [[f"{g} tasks (mean)", g, *(_ms(e[f]) for f in RETENTION_FIELDS)] for g, e in s["groups"].items()]
         seeds = ", ".join(map(str, s["seeds"]))
         parts.append(f"{backbone}: mean ± std over seeds {seeds}\n"
-                     + _table(["task", "group", "retention", "vs H", "vs A"], rows))
+                     + _table(["task", "group", *RETENTION_HEADERS], rows))
         crow = [[e["single"], e["group"], _ms(e["n"], 1), _ms(e["single_margin.mean"]), _ms(e["mixed_margin.mean"]),
                  _ms(e["share_mixed_smaller"])] for e in s["calibration"]]
         parts.append(_table(["single RM", "tasks", "n", "single margin mean", "mixed margin mean", "mixed smaller"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rmtension.cli.common import add_data_dir, add_json, print_json
+from rmtension import validate as V
 from rmtension.data.sources import SOURCES, load_preferences
 from rmtension.data.split import DEFAULT_HELDOUT_FRACTION, split_pairs
 
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("source", help="a registered name (e.g. hh-rlhf:harmless-base, hh-rlhf:mixed[@test]) or a file/folder")
     add_data_dir(show)
     add_json(show)
-    show.add_argument("--heldout-fraction", type=float, default=DEFAULT_HELDOUT_FRACTION,
+    show.add_argument("--heldout-fraction", type=V.ratio, default=DEFAULT_HELDOUT_FRACTION,
                       help="also report the train/held-out split by prompt hash at this fraction")
     show.set_defaults(func=run_show)
     ls = dsub.add_parser("list", help="list registered source names")

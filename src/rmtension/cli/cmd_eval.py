@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rmtension.bench.groups import DEFAULT_GROUPING, GROUPINGS, load_group_overrides
-from rmtension.bench.loaders import BENCHMARKS, load_benchmark, subsample
-from rmtension.cli.common import add_data_dir
+from rmtension.bench.loaders import BENCHMARKS, load_benchmark, rm_heldout_split, subsample
+from rmtension.cli.common import add_data_dir, check_out_dir
+from rmtension import validate as V
 from rmtension.errors import RmtensionError
 from rmtension.evaluation.scorer import ScorerConfig
 
 
 def add_scorer_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
-    p.add_argument("--max-length", type=int, default=None,
+    p.add_argument("--batch-size", type=V.positive_int, default=16, help="texts per forward pass (default 16)")
+    p.add_argument("--max-length", type=V.positive_int, default=None,
                    help="longest input in tokens; longer texts are cut from the left (default: the model's limit)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="float32, or bf16/fp16 autocast (default float32)")
@@ -52,9 +53,9 @@ def add_rm_and_bench_options(p: argparse.ArgumentParser) -> None:
                    help=f"benchmark: {', '.join(BENCHMARKS.names())} (optionally NAME:subset,subset) or a generic "
                    "benchmark file; repeat for several")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--max-items", type=int, default=None, metavar="N",
+    p.add_argument("--max-items", type=V.positive_int, default=None, metavar="N",
                    help="at most N items per subset (a seeded, stable sample)")
-    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--sample-seed", type=V.seed, default=0)
     p.add_argument("--template", default=None, help="override the RM's text template (default: its record's)")
     p.add_argument("--groups", default=None, metavar="FILE", help="JSON/YAML {subset: helpful|harmless} overrides")
     p.add_argument("--grouping", choices=tuple(GROUPINGS), default=DEFAULT_GROUPING,
@@ -70,7 +71,7 @@ def add_ablation_mode_options(p: argparse.ArgumentParser) -> argparse._ArgumentG
     a = p.add_argument_group("ablation")
     a.add_argument("--mode", choices=("zero", "mean", "scale"), default="zero",
                    help="zero (default, the paper), mean (replace by the mean from --means) or scale (by --factor)")
-    a.add_argument("--factor", type=float, default=None, help="scale mode: multiply the activations by this")
+    a.add_argument("--factor", type=V.finite_float, default=None, help="scale mode: multiply the activations by this")
     a.add_argument("--means", default=None, metavar="STATS_FILE",
                    help="mean mode: statistics file (`rmtension neurons score`) whose per-neuron means replace them")
     a.add_argument("--means-pool", choices=("all", "chosen", "rejected"), default="all",
@@ -79,10 +80,15 @@ def add_ablation_mode_options(p: argparse.ArgumentParser) -> argparse._ArgumentG
 
 
 def load_benches(args: argparse.Namespace) -> list:
-    """The --bench benchmarks, with --groups overrides applied and --max-items sampling."""
+    """The --bench benchmarks, with --groups overrides applied and --max-items sampling.
+
+    ``hh-heldout`` is carved with the split --rm was trained with (its record), so that it holds
+    no prompt the RM was trained on; an RM without a recorded split is refused for it.
+    """
     if args.groups:
         load_group_overrides(args.groups)
-    return [subsample(load_benchmark(b, args.data_dir), args.max_items, args.sample_seed) for b in args.bench]
+    split = rm_heldout_split(args.rm, args.bench)
+    return [subsample(load_benchmark(b, args.data_dir, split), args.max_items, args.sample_seed) for b in args.bench]
 
 
 def rm_record(args: argparse.Namespace, info: dict, template: str) -> dict:
@@ -109,6 +115,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if not args.ablate and (args.mode != "zero" or args.factor is not None or args.means is not None):
         raise RmtensionError("--mode, --factor and --means say how to ablate: give the neurons with --ablate FILE")
+    check_out_dir(args.out)
     benches = load_benches(args)
     with quiet_model_loading():
         model, tokenizer, info = load_reward_model(args.rm)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rmtension.cli.common import add_data_dir, add_json, print_json
+from rmtension.cli.common import add_data_dir, add_json, check_out_file, print_json
+from rmtension import validate as V
 
 METHODS = ("magnitude", "mean-abs", "rms", "prob", "change", "random")
 POOLS = ("all", "chosen", "rejected")
@@ -33,6 +34,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_sites(nsub)
 
 
+def _add_force(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--force", "--overwrite", action="store_true", help="replace OUT if it already exists")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse to replace an existing file unless --force: OUT may be anything (a config, a result
+    of hours), and a typo must not destroy it. Checked before any work is done."""
+    from pathlib import Path
+
+    from rmtension.errors import RmtensionError
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise RmtensionError(f"--out {out} is a folder; give a file name")
+    if out.exists() and not args.force:
+        raise RmtensionError(f"--out {out} already exists; pass --force to replace it")
+
+
 # ----------------------------------------------------------------------------- score
 
 
@@ -52,20 +71,22 @@ def _add_score(nsub) -> None:
                    help="act = activation-function output (the paper); down_in = input of the down projection "
                    "(act(gate)*up for gated MLPs; the same as act for GPT-2/BERT)")
     s.add_argument("--pool", default="all", choices=POOLS, help="tokens scored: all (default), chosen or rejected texts")
-    s.add_argument("--max-pairs", type=int, help="use at most N pairs (a seeded hashed sample over all subsets)")
+    s.add_argument("--max-pairs", type=V.positive_int, help="use at most N pairs (a seeded hashed sample over all subsets)")
     s.add_argument("--split", choices=("all", "train", "heldout"), default="all",
-                   help="score only one side of the prompt-hash train/held-out split (default: all pairs)")
-    s.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
-    s.add_argument("--max-length", type=int, help="cut longer texts from the left (default: the model's limit)")
+                   help="score only one side of the prompt-hash train/held-out split the RM was trained with "
+                   "(its rmtension.json; default: all pairs)")
+    s.add_argument("--batch-size", type=V.positive_int, default=16, help="texts per forward pass (default 16)")
+    s.add_argument("--max-length", type=V.positive_int, help="cut longer texts from the left (default: the model's limit)")
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    s.add_argument("--seed", type=int, default=0, help="seed of the random method")
+    s.add_argument("--seed", type=V.seed, default=0, help="seed of the random method")
     s.add_argument("--with-change", action="store_true",
                    help="also record the change statistics (runs the base model) whatever the method")
     s.add_argument("--base", help="backbone of the untrained base model (default: the one in the RM's rmtension.json)")
-    s.add_argument("--chunk-pairs", type=int, default=512, help="pairs per scorer call (bounds pending memory)")
+    s.add_argument("--chunk-pairs", type=V.positive_int, default=512, help="pairs per scorer call (bounds pending memory)")
     s.add_argument("--progress", action="store_true", help="show progress bars")
     s.add_argument("--out", required=True, help="score file to write (.npz)")
+    _add_force(s)
     add_json(s)
     s.set_defaults(func=run_score)
 
@@ -74,11 +95,13 @@ def run_score(args: argparse.Namespace) -> int:
     from rmtension.neurons.pipeline import ScoreRequest, score_rm
     from rmtension.neurons.stats import save_stats
 
+    check_out_file(args.out)
     req = ScoreRequest(rm=args.rm, data=args.data, method=args.method, site=args.site, pool=args.pool,
                        data_dir=args.data_dir, max_pairs=args.max_pairs, split=args.split, batch_size=args.batch_size,
                        max_length=args.max_length, dtype=args.dtype, device=args.device, seed=args.seed,
                        with_change=args.with_change, base=args.base, chunk_pairs=args.chunk_pairs,
                        progress=args.progress)
+    _check_out(args)
     stats, scores = score_rm(req)
     stats.meta.update(_created("neurons score"))
     save_stats(args.out, stats, scores, {"method": args.method, "pool": args.pool, "seed": args.seed})
@@ -102,12 +125,13 @@ def _add_select(nsub) -> None:
         description="Select the neurons with the highest scores: top K% over all layers × neurons at once "
         "(the paper) or within each layer (--per-layer). Ties go to the lower layer, then the lower index.")
     s.add_argument("--scores", required=True, help="score file from `rmtension neurons score`")
-    s.add_argument("--top-percent", type=float, default=10.0, help="K (default 10)")
+    s.add_argument("--top-percent", type=V.percent, default=10.0, help="K (default 10)")
     s.add_argument("--per-layer", action="store_true", help="top K%% of every layer instead of over all layers")
     s.add_argument("--method", choices=METHODS, help="re-score from the file's statistics with this method")
     s.add_argument("--pool", choices=POOLS, help="re-score over these tokens (default: as in the file)")
-    s.add_argument("--seed", type=int, help="seed of the random method (default: as in the file)")
+    s.add_argument("--seed", type=V.seed, help="seed of the random method (default: as in the file)")
     s.add_argument("--out", required=True, help="neuron-set file to write (.json)")
+    _add_force(s)
     add_json(s)
     s.set_defaults(func=run_select)
 
@@ -119,6 +143,8 @@ def run_select(args: argparse.Namespace) -> int:
     from rmtension.neurons.setfile import save_set
     from rmtension.neurons.stats import load_stats
 
+    check_out_file(args.out)
+    _check_out(args)
     stats, scores = load_stats(args.scores)
     saved = stats.meta.get("scores") or {}
     method = args.method or saved.get("method")
@@ -209,6 +235,7 @@ def _add_combine(nsub) -> None:
     s.add_argument("b")
     s.add_argument("--op", required=True, choices=OPS)
     s.add_argument("--out", required=True, help="neuron-set file to write")
+    _add_force(s)
     add_json(s)
     s.set_defaults(func=run_combine)
 
@@ -217,6 +244,8 @@ def run_combine(args: argparse.Namespace) -> int:
     from rmtension.neurons.sets import combine
     from rmtension.neurons.setfile import load_set, save_set
 
+    check_out_file(args.out)
+    _check_out(args)
     result = combine(load_set(args.a), load_set(args.b), args.op)
     result = result.with_meta(selection=f"combine:{args.op}", **_created("neurons combine"))
     save_set(args.out, result)
@@ -228,10 +257,11 @@ def _add_random_like(nsub) -> None:
                         description="Draw a random control set with the same number of neurons per layer "
                         "(default) or the same total, from a seeded generator.")
     s.add_argument("like", help="neuron-set file whose size to match")
-    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--seed", type=V.seed, required=True)
     s.add_argument("--match", choices=("per-layer", "total"), default="per-layer")
     s.add_argument("--disjoint", action="store_true", help="draw only among neurons not in the given set")
     s.add_argument("--out", required=True, help="neuron-set file to write")
+    _add_force(s)
     add_json(s)
     s.set_defaults(func=run_random_like)
 
@@ -240,6 +270,8 @@ def run_random_like(args: argparse.Namespace) -> int:
     from rmtension.neurons.sets import random_like
     from rmtension.neurons.setfile import load_set, save_set
 
+    check_out_file(args.out)
+    _check_out(args)
     result = random_like(load_set(args.like), args.seed, match=args.match, disjoint=args.disjoint)
     result = result.with_meta(**_created("neurons random-like"))
     save_set(args.out, result)

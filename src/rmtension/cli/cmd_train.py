@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from rmtension.cli.common import add_data_dir
+from rmtension.cli.common import add_data_dir, check_out_dir
+from rmtension import validate as V
 from rmtension.training.config import OBJECTIVES, OVERLONG_POLICIES, PRESETS, make_config, parse_assignments
 
 # CLI flag → TrainConfig field. Flags left unset keep the preset's value.
@@ -25,20 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", required=True, help="registered name (smollm2-135m-instruct, tiny-llama, ...), "
                    "local folder or hub id")
     p.add_argument("--objective", required=True, choices=OBJECTIVES)
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--seed", type=V.seed, required=True)
     p.add_argument("--out", required=True, help="output RM folder")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="hyper-parameter preset (default: paper)")
     p.add_argument("--train-data", help="preference source (default: hh-rlhf:<objective>)")
     add_data_dir(p)
-    p.add_argument("--max-pairs", type=int, help="use at most N training pairs")
-    p.add_argument("--max-length", type=int, help="longest pair side in tokens")
+    p.add_argument("--max-pairs", type=V.positive_int, help="use at most N training pairs")
+    p.add_argument("--max-length", type=V.positive_int, help="longest pair side in tokens")
     p.add_argument("--overlong", choices=OVERLONG_POLICIES, help="drop over-long pairs or cut them from the left")
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--max-steps", type=int, help="stop after N optimiser steps")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int, help="pairs per step per process")
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--save-steps", type=int, help="checkpoint every N steps")
+    p.add_argument("--epochs", type=V.positive_float)
+    p.add_argument("--max-steps", type=V.positive_int, help="stop after N optimiser steps")
+    p.add_argument("--lr", type=V.positive_float)
+    p.add_argument("--batch-size", type=V.positive_int, help="pairs per step per process")
+    p.add_argument("--grad-accum", type=V.positive_int)
+    p.add_argument("--save-steps", type=V.positive_int, help="checkpoint every N steps")
     p.add_argument("--template", help="RM input template (hh, chat)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="set any TrainConfig field, e.g. --set bf16=false --set warmup_ratio=0.1")
@@ -54,6 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    check_out_dir(args.out)
     from rmtension.training.trainer import train
 
     record = train(cfg, args.out, resume=args.resume)

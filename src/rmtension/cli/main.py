@@ -10,13 +10,27 @@ import pkgutil
 import signal
 import sys
 import threading
+import typing
 
 import rmtension
-from rmtension.errors import RmtensionError
+from rmtension.errors import RmtensionError, disk_error_message
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the project's error contract: a bad flag or value is ONE line on stderr, exit 2.
+
+    argparse's own ``error`` prints the whole usage block first; the line that matters (which
+    option, which value) then drowns in it, and scripts that read one line get the usage instead.
+    Subparsers inherit this class (``add_subparsers`` uses the parent's class).
+    """
+
+    def error(self, message: str) -> "typing.NoReturn":
+        text = " ".join(str(message).split())
+        self.exit(2, f"rmtension: error: {text} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="rmtension",
         description="Study helpfulness/harmlessness tension inside reward models: train RMs, evaluate them on "
         "benchmarks, find and ablate objective-oriented neurons, and report.",
@@ -46,11 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     except RmtensionError as exc:
         if debug:
             raise
-        print(f"rmtension: error: {exc}", file=sys.stderr)
+        print(f"rmtension: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line, always
         return 2
     except KeyboardInterrupt:
         print("rmtension: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a full disk or a read-only folder, however a library wrapped the OSError
+        message = disk_error_message(exc)
+        if message is None or debug:
+            raise  # anything else is a bug: keep its traceback
+        print(f"rmtension: error: {message}", file=sys.stderr)
+        return 2
     return int(rc or 0)
 
 

@@ -41,10 +41,43 @@ def is_record_file(path: str | Path) -> bool:
     return str(path).lower().endswith(RECORD_SUFFIXES)
 
 
+# "utf-8-sig" reads plain UTF-8 and also drops the byte-order mark that Windows editors (and
+# PowerShell's `Out-File`) put at the start of a file, which json.loads would otherwise reject.
+ENCODING = "utf-8-sig"
+
+
 def _open_text(path: Path) -> io.TextIOBase:
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rt", encoding=ENCODING)
+    return open(path, encoding=ENCODING)
+
+
+def parse_json(text: str, path: str | Path, line: int | None = None) -> Any:
+    """``json.loads`` whose failures are one-line :class:`InputError` naming the file (and line).
+
+    Deeply nested input (``[[[[...]]]]``) exhausts the parser's recursion limit; that is bad input,
+    not a bug, so it is reported like malformed JSON.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = line if line is not None else exc.lineno
+        col = f" at column {exc.colno}" if line is not None else ""
+        raise InputError(path, f"malformed JSON ({exc.msg}{col})", line=where) from None
+    except RecursionError:
+        raise InputError(path, "malformed JSON (nested too deeply)", line=line) from None
+
+
+def read_json(path: str | Path) -> Any:
+    """A whole JSON file (BOM tolerated); unreadable or malformed files are :class:`InputError`."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding=ENCODING)
+    except FileNotFoundError:
+        raise InputError(p, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(p, f"cannot read file: {exc}") from None
+    return parse_json(text, p)
 
 
 def iter_records(path: str | Path) -> Iterator[Located]:
@@ -78,10 +111,7 @@ def _iter_jsonl(p: Path) -> Iterator[Located]:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(p, f"malformed JSON ({exc.msg} at column {exc.colno})", line=lineno) from None
+            rec = parse_json(line, p, line=lineno)
             if not isinstance(rec, dict):
                 raise InputError(p, f"expected a JSON object, got {type(rec).__name__}", line=lineno)
             seen += 1
@@ -95,10 +125,7 @@ def _iter_json(p: Path) -> Iterator[Located]:
         text = fh.read()
     if not text.strip():
         raise InputError(p, "file is empty (no records)")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(p, f"malformed JSON ({exc.msg})", line=exc.lineno) from None
+    data = parse_json(text, p)
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:

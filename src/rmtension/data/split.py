@@ -9,12 +9,33 @@ conversation, is on both sides. The split is stable across machines, Python vers
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 from rmtension.data.types import PreferencePair, Prompt
 
 DEFAULT_HELDOUT_FRACTION = 0.2
 DEFAULT_SALT = "rmtension-split-v1"
+SPLIT_KEY = "sha256(salt, first user turn)"
+
+
+@dataclass(frozen=True)
+class HeldoutSplit:
+    """One train / held-out split: the share of prompts held out and the salt of the hash.
+
+    An RM records the split it was trained with (``rmtension.json``, key ``split``) so that
+    everything that later claims to be "held out" for that RM (``hh-heldout``, ``neurons score
+    --split heldout``) is carved the same way and never contains a prompt it was trained on.
+    """
+
+    fraction: float = DEFAULT_HELDOUT_FRACTION
+    salt: str = DEFAULT_SALT
+
+    def apply(self, pairs: Sequence[PreferencePair]) -> tuple[list[PreferencePair], list[PreferencePair]]:
+        return split_pairs(pairs, self.fraction, self.salt)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"heldout_fraction": self.fraction, "salt": self.salt, "key": SPLIT_KEY}
 
 
 def prompt_key(prompt: Prompt) -> str:

@@ -59,6 +59,11 @@ class LoadReport:
     def to_dict(self) -> dict:
         return {"total": self.total, "usable": self.usable, "skipped": dict(sorted(self.skipped.items()))}
 
+    def explain(self) -> str:
+        """Where the records went, for error messages: "5 records, 0 usable (skipped: 3 identical-responses, 2 empty-response)"."""
+        why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
+        return f"{self.total} records, {self.usable} usable" + (f" (skipped: {why})" if why else "")
+
 
 @dataclass
 class PreferenceData:

@@ -152,7 +152,9 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
         entry["task"] = grouping.task_of(bench.name, subset)
         entry["in_group_mean"] = grouping.includes(bench.name, subset)
         if metric != METRIC_PAIRWISE and metric != METRIC_STRICT:
-            # The paper's strict rule beside the benchmark's own (min chosen > max rejected).
+            # The strict rule min(chosen) > max(rejected) per item, beside the benchmark's own. On RewardBench 2
+            # rows it is the paper's code's rule (RM-alignment_tension evaluation.py::rm_acc); on an RM-Bench
+            # item it asks all nine cells, which the paper did not compute (it scored same-style pairs = normal).
             strict = np.array([strict_correct(c, r) for c, r in zip(chosen, rejected)], dtype=float)
             entry["strict_score"] = float(strict.mean()) if strict.size else float("nan")
             entry["strict_ci95"] = _ci95([strict])
@@ -399,8 +401,13 @@ def _version() -> str:
 
 
 def write_eval(out_dir: str | Path, result: EvalResult) -> None:
-    """items.jsonl first, results.json last: a results.json marks a complete evaluation."""
+    """items.jsonl first, results.json last: a results.json marks a complete evaluation.
+
+    An old results.json goes first, so a write that fails half-way (a full disk) never leaves
+    the old marker next to new items.
+    """
     out = Path(out_dir)
+    (out / RESULTS_FILE).unlink(missing_ok=True)
     write_jsonl_atomic(out / ITEMS_FILE, result.items)
     write_json_atomic(out / RESULTS_FILE, result.results)
 

@@ -151,13 +151,19 @@ def best_of_n_correct(chosen_scores: Scores, rejected_scores: Scores, *, item: s
 
 
 def strict_correct(chosen_scores: Scores, rejected_scores: Scores, *, item: str | None = None) -> float:
-    """The paper's strict best-of-N rule: 1.0 iff min(chosen scores) > max(rejected scores).
+    """The strict rule: 1.0 iff min(chosen scores) > max(rejected scores) — every chosen response
+    strictly above every rejected one. No partial credit (unlike :func:`best_of_n_correct`); a tie
+    is a miss; any number of chosen and rejected responses.
 
-    Source: the study's paper (Tanwar & Atanasova, arXiv 2606.13209), as the project brief states
-    it (stage 2): an item counts as correct only when every preferred response outscores every
-    dispreferred one. Unlike
-    :func:`best_of_n_correct` there is no partial credit, and a tie is a miss. It applies to any
-    number of chosen and rejected responses.
+    Source: the paper's code, EshaanT/RM-alignment_tension
+    ``RM_interpretation/benchmarking/evaluation.py::rm_acc`` (commit 96efa92ee8bb12bd63baeb6aba407c203b6b2751,
+    line 235: ``if min(cho_index_dic[idx]) > max(rej_index_dic[idx])``), applied to every unit its
+    loaders build (``benchmarking/dataset.py``). What a unit is matters: on a RewardBench 2 row
+    (1 chosen vs 3 rejected) this function is exactly what the paper computed, but the paper never
+    applied it to a whole RM-Bench item — its ``get_rm_bench`` makes one unit per same-style pair
+    (chosen[s] vs rejected[s]), so its RM-Bench accuracy is RM-Bench's ``normal`` (diagonal)
+    accuracy. On a 3×3 RM-Bench item this function means "all nine cells right", our stricter
+    variant (see :mod:`rmtension.analysis.retention` for the retention units).
     """
     chosen = as_scores(chosen_scores, "chosen", item)
     rejected = as_scores(rejected_scores, "rejected", item)
@@ -189,8 +195,10 @@ def rm_bench_correct(chosen_scores: Scores, rejected_scores: Scores, *, item: st
 
     The mean over items of this number equals RM-Bench's per-domain "average" accuracy, which is
     ``mean(hard, normal, easy)`` of the averaged matrix — each of the three parts has 3 cells, so
-    the mean of the parts is the mean of all 9 cells. (The paper's own code scored only the
-    diagonal; see the brief's "known faults".)
+    the mean of the parts is the mean of all 9 cells. (The paper's own code scored only the diagonal,
+    one unit per same-style pair: EshaanT/RM-alignment_tension ``RM_interpretation/benchmarking/
+    dataset.py::get_rm_bench`` at commit 96efa92ee8bb12bd63baeb6aba407c203b6b2751 zips ``chosen``
+    with ``rejected``. Its per-domain accuracy is therefore RM-Bench's ``normal``.)
     """
     return float(rm_bench_matrix(chosen_scores, rejected_scores, item=item).mean())
 

@@ -107,9 +107,21 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError as exc:
         raise RmtensionError(f"unknown device {device!r} ({exc}); use auto, cpu, cuda or cuda:N") from None
+    # torch accepts the name of any device type; using one this machine lacks fails later, deep in a forward pass
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise RmtensionError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+        if dev.index is not None and dev.index >= count:
+            raise RmtensionError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise RmtensionError(f"--device {device}: MPS is not available on this machine; use --device cpu or auto")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise RmtensionError(f"--device {device}: unsupported device type {dev.type!r}; use auto, cpu, cuda or cuda:N")
+    return dev
 
 
 def _pad_id(model: Any, tokenizer: Any) -> int:

@@ -1,9 +1,18 @@
 """Reward models: a backbone with a one-output sequence-classification head.
 
 ``build_reward_model`` makes the untrained RM every objective starts from; the head is drawn
-explicitly from a ``torch.Generator`` seeded with the run's seed, so that seeds really differ
-(the paper's code let every "seed" run with the same one) and the same seed gives bit-identical
-weights. ``save_reward_model``/``load_reward_model`` write and read a folder that plain
+explicitly from a ``torch.Generator`` seeded with the run's seed, so that the head depends on the
+seed alone and the same seed gives bit-identical weights on any device.
+
+What the paper's code did with its seed (EshaanT/RM-alignment_tension, train_new.py and
+RM_interpretation/training_dataset/dataset.py at 96efa92): ``torch.manual_seed(seed)`` and
+``transformers.set_seed(seed)`` run before the model is loaded and its head re-drawn with
+``nn.init.normal_(std=0.02)``, so the head did vary by seed; the helpful and harmless training sets
+are ``.shuffle(seed)``-ed (the mixed one is not); but ``RewardConfig`` gets no ``seed``, so the
+trainer itself ran with TrainingArguments' default seed 42 (transformers 5.0.0, its lock file's
+version): ``Trainer.__init__`` calls ``set_seed(42)``, and its sampler's permutation is seeded from
+it. Dropout, which also draws from that seed, was off (TRL 0.27.1 ``disable_dropout=True``). Here
+the run's seed reaches the head, the trainer's sampler and everything else. ``save_reward_model``/``load_reward_model`` write and read a folder that plain
 ``transformers`` also loads, plus ``rmtension.json``: the record of how the RM was made, of
 which the evaluation side needs at least the text ``template``.
 """
@@ -17,9 +26,10 @@ from typing import Any, Iterator
 
 import torch
 
+from rmtension.data.split import DEFAULT_SALT, HeldoutSplit
 from rmtension.errors import InputError, RmtensionError
 from rmtension.models.atomic import publish_replacing, temp_sibling
-from rmtension.models.backbones import resolve_backbone
+from rmtension.models.backbones import NO_REMOTE_CODE, check_model_folder, resolve_backbone
 from rmtension.models.formatting import DEFAULT_TEMPLATE, TEMPLATES
 from rmtension.models.seeding import portable_normal
 
@@ -39,6 +49,11 @@ def _quiet_transformers() -> Iterator[None]:
         yield
     finally:
         hf_logging.set_verbosity(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -107,13 +122,17 @@ def build_reward_model(backbone: str, seed: int, dtype: torch.dtype | str = torc
     """An untrained RM on ``backbone`` (registered name, local folder or hub id), head from ``seed``."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    folder = resolve_backbone(backbone)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    ensure_pad_token(tokenizer)
-    config = AutoConfig.from_pretrained(folder)
-    _set_reward_config(config, tokenizer.pad_token_id)
-    with _quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(folder, config=config, dtype=_as_dtype(dtype))
+    folder = resolve_backbone(backbone)  # a local folder has passed check_model_folder here
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **NO_REMOTE_CODE)
+        ensure_pad_token(tokenizer)
+        config = AutoConfig.from_pretrained(folder, **NO_REMOTE_CODE)
+        _set_reward_config(config, tokenizer.pad_token_id)
+        with _quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, config=config, dtype=_as_dtype(dtype), use_safetensors=True, **NO_REMOTE_CODE)
+    except (OSError, ValueError) as exc:
+        raise RmtensionError(f"cannot load backbone {backbone!r} from {folder}: {_first_line(exc)}") from None
     init_score_head(model, seed)
     return model, tokenizer
 
@@ -129,6 +148,44 @@ def _read_record(folder: Path) -> dict:
     if not isinstance(record, dict):
         raise InputError(path, "expected a JSON object")
     return record
+
+
+def read_record(folder: str | Path) -> dict:
+    """The ``rmtension.json`` record of an RM folder ({} when it has none), without loading the model."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise RmtensionError(f"reward-model folder {path} does not exist")
+    return _read_record(path)
+
+
+def heldout_split_of(record: dict, folder: str | Path) -> HeldoutSplit:
+    """The train / held-out split the RM in ``folder`` was trained with, from its record.
+
+    Records written since the split was recorded hold ``split``; older ``rmtension train``
+    records hold ``config.heldout_fraction``, and their salt is ``DEFAULT_SALT`` (the only salt
+    the code has ever used). An RM with neither (a hub model, a folder saved by other code) has no
+    known held-out prompts: anything that needs them refuses rather than guess.
+    """
+    where = Path(folder) / RECORD_FILE
+    split = record.get("split")
+    if isinstance(split, dict):
+        fraction, salt = split.get("heldout_fraction"), split.get("salt")
+    else:
+        config = record.get("config")
+        fraction = config.get("heldout_fraction") if isinstance(config, dict) else None
+        salt = DEFAULT_SALT
+    if fraction is None:
+        raise RmtensionError(
+            f"{where} records no train/held-out split (not an RM from `rmtension train`), so its held-out "
+            "prompts are unknown; score it on other benchmarks"
+        )
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0 \
+            or not isinstance(salt, str):
+        raise InputError(where, f"split: expected heldout_fraction in [0, 1) and a salt string, got {split or fraction!r}")
+    if fraction == 0.0:
+        raise RmtensionError(f"{where}: the RM was trained with heldout_fraction 0 (no prompt held out), "
+                             "so there is no held-out data to score it on")
+    return HeldoutSplit(float(fraction), salt)
 
 
 def _check_rm_folder(folder: Path) -> None:
@@ -152,6 +209,7 @@ def _check_rm_folder(folder: Path) -> None:
 
 def load_reward_model(path: str | Path, dtype: torch.dtype | str = torch.float32) -> tuple[Any, Any, dict]:
     """Model, tokenizer and info (the ``rmtension.json`` record; ``template`` defaults to "hh")."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = Path(path).expanduser()
@@ -160,12 +218,13 @@ def load_reward_model(path: str | Path, dtype: torch.dtype | str = torch.float32
     info.setdefault("template", DEFAULT_TEMPLATE)
     TEMPLATES.get(info["template"])  # an unknown template name fails here, not mid-evaluation
     info["path"] = str(folder.resolve())
+    check_model_folder(folder)  # no custom code, no pickles: before transformers reads anything
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=_as_dtype(dtype))
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RmtensionError(f"cannot load reward model from {folder}: {first}") from None
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), **NO_REMOTE_CODE)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(folder), dtype=_as_dtype(dtype), use_safetensors=True, **NO_REMOTE_CODE)
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupt weights file
+        raise RmtensionError(f"cannot load reward model from {folder}: {_first_line(exc)}") from None
     if tokenizer.pad_token is None and model.config.pad_token_id is not None:
         tokenizer.pad_token_id = model.config.pad_token_id
     ensure_pad_token(tokenizer)

@@ -59,16 +59,18 @@ def _base_model(req: ScoreRequest, info: dict[str, Any]):
 def _select_pairs(pairs: list, req: ScoreRequest) -> list:
     """The pairs to score: one side of the prompt-hash split, then a seeded hashed sample.
 
-    A hashed sample (not the first N) keeps every subset of a bundle represented: the first N
-    pairs of ``hh-rlhf:mixed`` would all be helpful-base.
+    The split is the one the RM was trained with (its record), so "heldout" never holds a prompt
+    it was trained on; an RM without a recorded split is refused for train/heldout. A hashed
+    sample (not the first N) keeps every subset of a bundle represented: the first N pairs of
+    ``hh-rlhf:mixed`` would all be helpful-base.
     """
-    from rmtension.data.split import split_pairs
+    from rmtension.models.reward_model import heldout_split_of, read_record
     from rmtension.training.data import sample_pairs
 
     if req.split not in ("all", "train", "heldout"):
         raise RmtensionError(f"split must be all, train or heldout, got {req.split!r}")
     if req.split != "all":
-        train, held = split_pairs(pairs)
+        train, held = heldout_split_of(read_record(req.rm), req.rm).apply(pairs)
         pairs = train if req.split == "train" else held
     return sample_pairs(pairs, req.max_pairs, req.sample_seed)
 
@@ -85,7 +87,8 @@ def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
     data = load_preferences(req.data, req.data_dir)  # bad data fails before a model is loaded
     pairs = _select_pairs(data.pairs, req)
     if not pairs:
-        raise RmtensionError(f"{req.data} holds no usable preference pairs")
+        why = data.report.explain() if not data.pairs else f"none of its {len(data.pairs)} usable pairs is in the {req.split} split"
+        raise RmtensionError(f"{req.data} holds no usable preference pairs: {why}")
     model, tokenizer, info = load_reward_model(req.rm)
     template = info.get("template", "hh")
     texts = [(format_for_rm(p.prompt, p.chosen, tokenizer, template), format_for_rm(p.prompt, p.rejected, tokenizer, template))

@@ -41,10 +41,25 @@ from typing import Any
 import numpy as np
 
 from rmtension.errors import InputError, RmtensionError
+from rmtension.data.io import read_json
 from rmtension.files import write_atomic
 from rmtension.neurons.sets import NeuronSet
 
 SET_FORMAT = "rmtension.neuron-set/1"
+
+# Sane bounds checked before any array is allocated: a typo or a hostile file saying
+# "layers": 10**9 must be an error, not a MemoryError. The largest open models have about 130
+# layers and 7 million MLP neurons in all (Llama 3.1 405B: 126 × 53248); these leave ample room.
+MAX_LAYERS = 10_000
+MAX_NEURONS_PER_LAYER = 10_000_000
+MAX_NEURONS_TOTAL = 2**28
+
+# Meta keys that readers use, and the JSON types they must have (null is always allowed).
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "rm": (str,), "data": (str,), "method": (str,), "pool": (str,), "site": (str,), "selection": (str,),
+    "scores_file": (str,), "backbone": (str,), "objective": (str,), "created_by": (str,), "created": (str,),
+    "k": (int, float), "seed": (int,),
+}
 
 
 def created_by(command: str) -> dict[str, str]:
@@ -98,6 +113,10 @@ def from_json(obj: Any, path: str | Path = "<neuron set>") -> NeuronSet:
     width = _int(path, obj["neurons_per_layer"], "'neurons_per_layer'")
     if layers < 1 or width < 1:
         raise InputError(path, "'layers' and 'neurons_per_layer' must be positive")
+    if layers > MAX_LAYERS or width > MAX_NEURONS_PER_LAYER or layers * width > MAX_NEURONS_TOTAL:
+        raise InputError(path, f"{layers} layers × {width} neurons is beyond any model (at most {MAX_LAYERS} layers, "
+                         f"{MAX_NEURONS_PER_LAYER} neurons per layer, {MAX_NEURONS_TOTAL} in all)")
+    meta = _check_meta(path, obj.get("meta"))
     neurons = obj["neurons"]
     if not isinstance(neurons, dict):
         raise InputError(path, "'neurons' must be an object {layer: [indices]}")
@@ -115,7 +134,7 @@ def from_json(obj: Any, path: str | Path = "<neuron set>") -> NeuronSet:
         if len(set(values)) != len(values):
             raise InputError(path, f"layer {layer}: repeated neuron indices")
         mask[layer, values] = True
-    s = NeuronSet(mask, dict(obj.get("meta") or {}))
+    s = NeuronSet(mask, meta)
     if "count" in obj and _int(path, obj["count"], "'count'") != len(s):
         raise InputError(path, f"'count' is {obj['count']} but 'neurons' lists {len(s)}")
     if isinstance(obj.get("per_layer"), dict):
@@ -127,13 +146,24 @@ def from_json(obj: Any, path: str | Path = "<neuron set>") -> NeuronSet:
     return s
 
 
+def _check_meta(path: Path, meta: Any) -> dict[str, Any]:
+    """``meta`` is optional, but when present it is an object whose known keys have their types."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise InputError(path, f"'meta' must be a JSON object, got {type(meta).__name__}")
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            want = "a string" if types == (str,) else "a number" if float in types else "an integer"
+            raise InputError(path, f"'meta.{key}' must be {want} or null, got {value!r}")
+    return dict(meta)
+
+
 def load_set(path: str | Path) -> NeuronSet:
     path = Path(path)
     if not path.is_file():
         raise RmtensionError(f"neuron-set file {path} does not exist; make one with `rmtension neurons select`")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
+    obj = read_json(path)  # BOM tolerated; malformed or too deeply nested JSON is one InputError
     s = from_json(obj, path)
     return s.with_meta(file=str(path))

@@ -190,8 +190,10 @@ def load_stats(path: str | Path) -> tuple[NeuronStats, np.ndarray | None]:
         raise InputError(path, "not a neuron statistics file: no 'meta' entry")
     try:
         meta = json.loads(str(data["meta"]))
-    except ValueError as exc:
-        raise InputError(path, f"'meta' is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(path, f"'meta' is not valid JSON ({exc or 'nested too deeply'})") from None
+    if not isinstance(meta, dict):
+        raise InputError(path, f"'meta' must be a JSON object, got {type(meta).__name__}")
     if meta.get("format") != STATS_FORMAT:
         raise InputError(path, f"unsupported format {meta.get('format')!r}; expected {STATS_FORMAT}")
     try:
@@ -207,6 +209,8 @@ def load_stats(path: str | Path) -> tuple[NeuronStats, np.ndarray | None]:
         )
     except KeyError as exc:
         raise InputError(path, f"neuron statistics file lacks {exc}") from None
+    except (TypeError, ValueError) as exc:  # e.g. "layers": "many" in a hand-edited meta
+        raise InputError(path, f"malformed 'meta' ({exc})") from None
     if stats.act.sum.shape != (len(groups), stats.layers, stats.neurons):
         raise InputError(path, f"array shapes {stats.act.sum.shape} do not match the metadata")
     return stats, data.get("scores")

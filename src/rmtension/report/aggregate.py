@@ -128,15 +128,31 @@ def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[
 
 # --------------------------------------------------------------------------- retention (Table 1)
 
+RETENTION_FIELDS = ("retention", "jaccard_helpful", "jaccard_harmless", "kept_helpful", "kept_harmless")
+
+
 @dataclass
 class RetentionRow:
+    """One task (or group mean) of the retention table; definitions in :mod:`rmtension.analysis.retention`.
+
+    ``jaccard_*`` is the paper's pairwise retention |C_M ∩ C_X| / |C_M ∪ C_X|; ``kept_*`` is ours,
+    |C_M ∩ C_X| / |C_X|.
+    """
+
     task: str
     group: str | None
     n_items: int | None
     retention: Stat
-    vs_helpful: Stat
-    vs_harmless: Stat
+    jaccard_helpful: Stat
+    jaccard_harmless: Stat
+    kept_helpful: Stat
+    kept_harmless: Stat
     n_union: Stat
+
+
+def retention_units(entries: Sequence[Entry]) -> list[str | None]:
+    """The distinct retention units of the summary's retention entries (None: not recorded)."""
+    return list(dict.fromkeys(e.get("unit") if isinstance(e.get("unit"), str) else None for e in entries))
 
 
 def retention_rows(entries: Sequence[Entry]) -> dict[str, list[RetentionRow]]:
@@ -147,8 +163,10 @@ def retention_rows(entries: Sequence[Entry]) -> dict[str, list[RetentionRow]]:
         tasks: dict[str, dict[str, Any]] = {}
         for e in es:
             for t, v in _dict(e.get("tasks")).items():
-                info = tasks.setdefault(t, {"group": None, "n": None})
+                info = tasks.setdefault(t, {"group": None, "n": None, "task": t, "in_mean": True})
                 info["group"] = info["group"] or _dict(v).get("group")
+                info["task"] = _dict(v).get("task") or info["task"]
+                info["in_mean"] = info["in_mean"] and _dict(v).get("in_group_mean", True) is not False
                 n = _dict(v).get("n")
                 if isinstance(n, int):
                     info["n"] = max(info["n"] or 0, n)
@@ -158,22 +176,31 @@ def retention_rows(entries: Sequence[Entry]) -> dict[str, list[RetentionRow]]:
         def field_stat(t: str, key: str) -> Stat:
             return stat(_dict(_dict(e.get("tasks")).get(t)).get(key) for e in es)
 
-        rows = [RetentionRow(t, tasks[t]["group"], tasks[t]["n"], field_stat(t, "retention"),
-                             field_stat(t, "vs_helpful"), field_stat(t, "vs_harmless"), field_stat(t, "n_union"))
+        rows = [RetentionRow(t, tasks[t]["group"], tasks[t]["n"], *(field_stat(t, f) for f in RETENTION_FIELDS),
+                             field_stat(t, "n_union"))
                 for t in names]
         for g in GROUPS:
-            members = [t for t in names if tasks[t]["group"] == g]
+            # The grouping's excluded subsets stay out of the group mean, and subsets of one task (the
+            # paper's merged Math) are averaged first — as analysis.compare's group means do.
+            members = [t for t in names if tasks[t]["group"] == g and tasks[t]["in_mean"]]
             if not members:
                 continue
+            by_task: dict[str, list[str]] = {}
+            for t in members:
+                by_task.setdefault(str(tasks[t]["task"]), []).append(t)
 
             def seed_mean(e: Entry, key: str) -> float:
-                xs = [as_float(_dict(_dict(e.get("tasks")).get(t)).get(key)) for t in members]
-                xs = [x for x in xs if present(x)]
-                return sum(xs) / len(xs) if xs else float("nan")
+                per_task = []
+                for ts in by_task.values():
+                    xs = [as_float(_dict(_dict(e.get("tasks")).get(t)).get(key)) for t in ts]
+                    xs = [x for x in xs if present(x)]
+                    if xs:
+                        per_task.append(sum(xs) / len(xs))
+                return sum(per_task) / len(per_task) if per_task else float("nan")
 
-            rows.append(RetentionRow(f"{g} tasks (mean)", g, None, stat(seed_mean(e, "retention") for e in es),
-                                     stat(seed_mean(e, "vs_helpful") for e in es),
-                                     stat(seed_mean(e, "vs_harmless") for e in es), Stat(float("nan"), float("nan"), 0)))
+            rows.append(RetentionRow(f"{g} tasks (mean)", g, None,
+                                     *(stat(seed_mean(e, f) for e in es) for f in RETENTION_FIELDS),
+                                     Stat(float("nan"), float("nan"), 0)))
         out[bb] = rows
     return out
 

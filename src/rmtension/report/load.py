@@ -63,13 +63,15 @@ def load_summary(study_dir: str | Path) -> Summary:
         raise RmtensionError(
             f"{path}: not found; a study writes it at the end of `rmtension run CONFIG.yaml --out {d}`")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(path, f"cannot read: {exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not valid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
+    except RecursionError:
+        raise InputError(path, "not valid JSON: nested too deeply") from None
     return parse_summary(data, path)
 
 

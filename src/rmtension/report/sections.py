@@ -124,10 +124,12 @@ def retention_section(s: Summary) -> Section:
     if not rows:
         return _not_run("retention", title, "retention")
     blocks: list[Block] = [Paragraph(
-        "Of the items the helpful or the harmless RM gets right, the share the mixed RM also gets right "
-        "(per backbone and seed with all three objectives trained).")]
+        "Of what the helpful or the harmless RM gets right, the share the mixed RM also gets right "
+        "(per backbone and seed with all three objectives trained), with the paper's pairwise Jaccard indices "
+        "and the share of each single RM's correct set the mixed RM keeps.")]
     for bb, rs in rows.items():
-        blocks.append(TableBlock(tabs.retention_table(bb, rs)))
+        units = agg.retention_units([e for e in s["retention"] if str(e["backbone"]) == bb])
+        blocks.append(TableBlock(tabs.retention_table(bb, rs, units)))
     return Section("retention", title, blocks)
 
 

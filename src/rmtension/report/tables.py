@@ -47,14 +47,30 @@ def accuracy_table(block: AccuracyBlock) -> Table:
                       "grouping counts (a subset marked 'not in group mean' is left out).")
 
 
-def retention_table(backbone: str, rows: Sequence[RetentionRow]) -> Table:
-    """Table 1: share of the single RMs' correct items the mixed RM keeps, per task."""
+RETENTION_UNIT_NOTES = {
+    "paper": "Sets count the paper's units (its code: RM-Bench items as their three same-style pairs, every other "
+             "item as one unit right iff min(chosen) > max(rejected)), so an RM-Bench task has 3 units per item.",
+    "item": "Sets count whole items right under the benchmark's own metric (an RM-Bench item needs all nine cells "
+            "of its 3×3 matrix) — not the paper's units.",
+}
+
+
+def retention_table(backbone: str, rows: Sequence[RetentionRow], units: Sequence[str | None] = ("paper",)) -> Table:
+    """Table 1 (and the paper's appendix pairwise tables): what the mixed RM keeps of the single RMs' correct sets."""
     cols = [Column("Task"), Column("Group"), Column("Items", "count"), Column("Retention (%)", "pct"),
-            Column("vs helpful RM (%)", "pct"), Column("vs harmless RM (%)", "pct"),
-            Column("|C_H ∪ C_A|", "count")]
-    body = [[r.task, r.group, r.n_items, r.retention, r.vs_helpful, r.vs_harmless, r.n_union] for r in rows]
+            Column("Jaccard M–H (%)", "pct"), Column("Jaccard M–A (%)", "pct"),
+            Column("Kept of H (%)", "pct"), Column("Kept of A (%)", "pct"), Column("|C_H ∪ C_A|", "count")]
+    body = [[r.task, r.group, r.n_items, r.retention, r.jaccard_helpful, r.jaccard_harmless, r.kept_helpful,
+             r.kept_harmless, r.n_union] for r in rows]
+    unit_notes = [RETENTION_UNIT_NOTES.get(u, f"Sets count units {u!r}.") if u is not None else
+                  "Some seeds do not record their unit (an older compare step; re-run the study)." for u in units]
+    if len(units) > 1:
+        unit_notes.insert(0, "Seeds were compared with different units; do not read their means as one number.")
     return Table(f"retention_{slug(backbone)}", f"Behavioural retention — {backbone}", cols, body,
-                 note="Retention = |C_M ∩ (C_H ∪ C_A)| / |C_H ∪ C_A|; 'vs' columns use C_H or C_A alone. "
+                 note="Retention = |C_M ∩ (C_H ∪ C_A)| / |C_H ∪ C_A| (the paper's). Jaccard M–X = |C_M ∩ C_X| / "
+                      "|C_M ∪ C_X|, the paper's pairwise retention (appendix). Kept of X = |C_M ∩ C_X| / |C_X| "
+                      "(ours: the share of the X RM's correct set the mixed RM also gets right). "
+                      + " ".join(unit_notes) + " |C_H ∪ C_A| counts units. "
                       "Group rows average the task retentions of each seed, then over seeds.")
 
 

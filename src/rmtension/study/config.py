@@ -18,6 +18,7 @@ import yaml
 
 from rmtension.errors import RmtensionError
 from rmtension.training.config import OBJECTIVES, PRESETS, TrainConfig
+from rmtension.validate import STUDY_FIELDS, TRAIN_FIELDS, check_value
 
 ABLATION_SETS = ("own", "shared", "helpful-only", "harmless-only", "random")
 NEURON_METHODS = ("magnitude", "mean-abs", "rms", "prob", "change", "random")
@@ -192,6 +193,8 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         if key not in names:
             raise RmtensionError(f"{path}: unknown key; known keys{' of ' + where if where else ''}: {', '.join(names)}")
         kwargs[key] = _coerce(value, hints[key], path)
+        if path in STUDY_FIELDS:  # ranges of numbers: one rule table shared with the CLI (rmtension.validate)
+            check_value(STUDY_FIELDS[path], kwargs[key], path)
     return cls(**kwargs)
 
 
@@ -218,21 +221,18 @@ def validate(cfg: StudyConfig, base_dir: Path | None = None) -> StudyConfig:
         if key not in train_fields:
             raise RmtensionError(f"training.overrides.{key}: unknown training field; known: {', '.join(sorted(train_fields))}")
         cfg.training.overrides[key] = _coerce(value, train_types[key], f"training.overrides.{key}")
+        if key in TRAIN_FIELDS:
+            check_value(TRAIN_FIELDS[key], cfg.training.overrides[key], f"training.overrides.{key}")
     for key in cfg.training.data:
         _check_choice(f"training.data.{key}", key, OBJECTIVES)
     for i, m in enumerate(cfg.neurons.methods):
         _check_choice(f"neurons.methods[{i}]", m, NEURON_METHODS)
     _check_choice("neurons.site", cfg.neurons.site, ("act", "down_in"))
-    if not 0 < cfg.neurons.k <= 100:
-        raise RmtensionError(f"neurons.k: must be a percentage in (0, 100], got {cfg.neurons.k}")
     for i, s in enumerate(cfg.ablation.sets):
         _check_choice(f"ablation.sets[{i}]", s, ABLATION_SETS)
     _check_choice("ablation.method", cfg.ablation.method, cfg.neurons.methods)
     for i, m in enumerate(cfg.ablation.curves.methods):
         _check_choice(f"ablation.curves.methods[{i}]", m, cfg.neurons.methods)
-    for i, k in enumerate(cfg.ablation.curves.k):
-        if not 0 <= k <= 100:
-            raise RmtensionError(f"ablation.curves.k[{i}]: must be a percentage in [0, 100], got {k}")
     _check_choice("evaluation.dtype", cfg.evaluation.dtype, ("float32", "bfloat16", "float16"))
     from rmtension.bench.groups import GROUPINGS
 
@@ -265,6 +265,8 @@ def _check_benchmark(where: str, name: str, base_dir: Path | None) -> str:
     from rmtension.bench.loaders import BENCHMARKS
 
     if name.split(":")[0] in BENCHMARKS:
+        if ":" in name and not name.partition(":")[2].strip(" ,"):
+            raise RmtensionError(f"{where}: {name!r} names no subset after ':'")
         return name
     p = _resolve(name, base_dir)
     if not p.is_file():
@@ -277,14 +279,20 @@ def load_study_config(path: str | Path) -> StudyConfig:
     """Read and validate a study YAML file."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise RmtensionError(f"{p}: study config not found") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise RmtensionError(f"{p}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return config_from_dict(raw or {}, p.parent, source=str(p))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RmtensionError(f"{p}: cannot read study config: {exc}") from None
+    except RecursionError:
+        raise RmtensionError(f"{p}: nested too deeply to read") from None
+    if raw is None:  # an empty file would silently run the default study for hours
+        raise RmtensionError(f"{p}: the study config is empty; see configs/ for examples (at least `backbones:`)")
+    return config_from_dict(raw, p.parent, source=str(p))
 
 
 def config_from_dict(raw: Any, base_dir: Path | None = None, source: str = "config") -> StudyConfig:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rmtension.errors import InputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from rmtension.study.pipeline import Plan
 
@@ -19,12 +21,20 @@ HIST_BINS = 30
 
 
 def _read(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    # A damaged file in a step folder written before checksums were recorded (which ``run`` cannot
+    # detect) must give one line naming it, not a JSONDecodeError traceback.
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(path, f"cannot read step output ({exc}); delete its step folder and run the study again") from None
 
 
 def _items(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(path, f"cannot read step output ({exc}); delete its step folder and run the study again") from None
 
 
 def _all_scores(rows: list[dict]) -> list[float]:
@@ -140,7 +150,8 @@ def summarise(plan: "Plan") -> dict[str, Any]:
         if not st.done():
             continue
         comp = _read(st.folder / "compare.json")
-        out["retention"].append({"backbone": b, "seed": s, "tasks": comp["tasks"]})
+        # "unit" says what the retention sets count (the paper's units; None: a compare.json from before units)
+        out["retention"].append({"backbone": b, "seed": s, "unit": comp.get("retention_unit"), "tasks": comp["tasks"]})
         for entry in comp.get("calibration", []):
             out["calibration"].append({"backbone": b, "seed": s, **entry})
     ab = cfg.ablation
@@ -156,11 +167,18 @@ def summarise(plan: "Plan") -> dict[str, Any]:
     return out
 
 
-def compare_evals(folders: dict[str, Path]) -> dict[str, Any]:
-    """Retention and calibration of one backbone × seed from its three eval folders."""
-    from rmtension.analysis.compare import compare_triple
+# A study's retention counts the paper's units (RM-Bench same-style pairs; see rmtension.analysis.retention).
+# It is a parameter of the compare step, so a study folder computed with another unit is recomputed.
+STUDY_RETENTION_UNIT = "paper"
+
+
+def compare_evals(folders: dict[str, Path], unit: str = STUDY_RETENTION_UNIT,
+                  grouping: str = "paper") -> dict[str, Any]:
+    """Retention and calibration of one backbone × seed from its three eval folders (group means under
+    ``grouping``, the study's ``evaluation.grouping``)."""
+    from rmtension.analysis.compare import CompareOptions, compare_triple
     from rmtension.analysis.eval_runs import explicit_triple, load_eval_run
 
     triple = explicit_triple(load_eval_run(folders["mixed"]), load_eval_run(folders["helpful"]),
                              load_eval_run(folders["harmless"]))
-    return compare_triple(triple).to_dict()
+    return compare_triple(triple, CompareOptions(unit=unit, grouping=grouping)).to_dict()

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,7 @@ from typing import Any, Callable
 from rmtension.errors import RmtensionError
 from rmtension.files import write_json_atomic
 from rmtension.study.config import StudyConfig
+from rmtension.study.gather import STUDY_RETENTION_UNIT
 from rmtension.study.steps import Step
 
 log = logging.getLogger(__name__)
@@ -77,10 +79,12 @@ def _limit(max_items: int | dict[str, int] | None, name: str) -> int | None:
     return max_items
 
 
-def _load_benches(names: list[str], max_items: int | dict[str, int] | None, data_dir: str | None):
-    from rmtension.bench.loaders import load_benchmark, subsample
+def _load_benches(names: list[str], max_items: int | dict[str, int] | None, data_dir: str | None, rm_dir: Path):
+    """The benchmarks for one RM; hh-heldout is carved with that RM's recorded training split."""
+    from rmtension.bench.loaders import load_benchmark, rm_heldout_split, subsample
 
-    return [subsample(load_benchmark(n, data_dir), _limit(max_items, n)) for n in names]
+    split = rm_heldout_split(str(rm_dir), names)
+    return [subsample(load_benchmark(n, data_dir, split), _limit(max_items, n)) for n in names]
 
 
 def _scorer_config(cfg: StudyConfig):
@@ -132,7 +136,7 @@ def _do_eval(cfg: StudyConfig, train_step: Step, data_dir: str | None) -> Callab
         from rmtension.evaluation.evaluate import evaluate, write_eval
         from rmtension.models.reward_model import load_reward_model
 
-        benches = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, data_dir)
+        benches = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, data_dir, _rm_dir(train_step))
         model, tok, info = load_reward_model(_rm_dir(train_step))
         res = evaluate(model, tok, benches, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg),
                        grouping=cfg.evaluation.grouping)
@@ -214,7 +218,8 @@ def _do_own_ablation(cfg: StudyConfig, train_step: Step, neuron_step: Step, data
             r.meta["random_of"] = "own"
             named.append(("random-own", r))
         benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
-                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir)
+                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir,
+                                _rm_dir(train_step))
         return _sweep_and_write(step, _rm_dir(train_step), named, benches, cfg)
     return action
 
@@ -243,7 +248,8 @@ def _do_mixed_ablation(cfg: StudyConfig, mixed_train: Step, helpful_neurons: Ste
         if not named:
             return {"sets": {}}
         benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
-                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir)
+                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir,
+                                _rm_dir(mixed_train))
         return _sweep_and_write(step, _rm_dir(mixed_train), named, benches, cfg)
     return action
 
@@ -262,7 +268,7 @@ def _do_curves(cfg: StudyConfig, train_step: Step, neuron_step: Step, data_dir: 
             for k in cv.k:
                 if k > 0:
                     named.append((f"{method}-k{k:g}", select_top(scores, k, meta={"method": method, "k": k})))
-        benches = _load_benches(cv.benchmarks, cv.max_items, data_dir)
+        benches = _load_benches(cv.benchmarks, cv.max_items, data_dir, _rm_dir(train_step))
         return _sweep_and_write(step, _rm_dir(train_step), named, benches, cfg)
     return action
 
@@ -271,7 +277,8 @@ def _do_compare(cfg: StudyConfig, evals: dict[str, Step]):
     def action(step: Step) -> dict:
         from rmtension.study.gather import compare_evals
 
-        out = compare_evals({o: s.folder for o, s in evals.items()})
+        out = compare_evals({o: s.folder for o, s in evals.items()}, unit=STUDY_RETENTION_UNIT,
+                            grouping=cfg.evaluation.grouping)
         write_json_atomic(step.folder / "compare.json", out)
         return {"tasks": len(out.get("tasks", {}))}
     return action
@@ -322,6 +329,11 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 ev_params = {"benchmarks": cfg.evaluation.benchmarks, "max_items": cfg.evaluation.max_items,
                              "batch_size": cfg.evaluation.batch_size, "max_length": cfg.evaluation.max_length,
                              "dtype": cfg.evaluation.dtype, "grouping": cfg.evaluation.grouping}
+                if any(n.partition(":")[0] == "hh-heldout" for n in
+                       [*cfg.evaluation.benchmarks, *(ab.benchmarks or []), *ab.curves.benchmarks]):
+                    # hh-heldout is carved with the RM's own split since this marker was added (before:
+                    # always 20%); the marker keeps results cached under the old rule from being reused.
+                    ev_params["hh_heldout_split"] = "rm"
                 plan.eval[key] = plan.add(Step("eval", f"{_safe(b)}/{o}-s{s}", ev_params, _do_eval(cfg, tr, dd),
                                                deps=[tr], cell=cell))
                 src = _neuron_source(cfg, o)
@@ -343,8 +355,10 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
             objs = set(cfg.objectives)
             if {"helpful", "harmless", "mixed"} <= objs:
                 ev = {o: plan.eval[(b, o, s)] for o in ("helpful", "harmless", "mixed")}
-                plan.compare[(b, s)] = plan.add(Step("compare", f"{_safe(b)}/s{s}", {}, _do_compare(cfg, ev),
-                                                     deps=list(ev.values())))
+                plan.compare[(b, s)] = plan.add(Step("compare", f"{_safe(b)}/s{s}",
+                                                     {"retention_unit": STUDY_RETENTION_UNIT,
+                                                      "grouping": cfg.evaluation.grouping},
+                                                     _do_compare(cfg, ev), deps=list(ev.values())))
                 mixed_sets = [x for x in ab.sets if x in ("shared", "helpful-only", "harmless-only", "random")]
                 if ab.enabled and mixed_sets:
                     m_params = {"sets": mixed_sets, "method": ab.method,
@@ -365,30 +379,49 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
 
 
 def describe(plan: Plan, cell: str | None = None) -> list[dict[str, Any]]:
+    """Each step's status: cached (complete, outputs match their record by size and small-file hash) or to run."""
     rows = []
     for st in plan.steps:
         if cell is not None and st.cell != cell:
             continue
-        rows.append({"step": st.label, "status": "cached" if st.done() else "to run", "folder": str(st.folder),
+        cached = st.done() and st.changes() is None
+        rows.append({"step": st.label, "status": "cached" if cached else "to run", "folder": str(st.folder),
                      "cell": st.cell})
     return rows
 
 
-def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = print) -> dict[str, int]:
-    """Run every step not already complete (only one cell's with ``cell``); return counts."""
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = print, verify: bool = False,
+            warn: Callable[[str], None] = _stderr) -> dict[str, int]:
+    """Run every step not already complete (only one cell's with ``cell``); return counts.
+
+    A complete step is reused only when its outputs still match what it recorded (``Step.changes``;
+    every hash with ``verify``); otherwise ``warn`` says why and it is run again from scratch.
+    """
     if cell is not None and cell not in plan.cells():
         raise RmtensionError(f"unknown cell {cell!r}; cells: {', '.join(plan.cells())}")
     counts = {"cached": 0, "ran": 0}
     todo = [st for st in plan.steps if cell is None or st.cell == cell]
     for i, st in enumerate(todo, 1):
+        fresh = False
         if st.done():
-            counts["cached"] += 1
-            continue
+            problem = st.changes(full=verify)
+            if problem is None:
+                counts["cached"] += 1
+                continue
+            warn(f"step {st.label}: outputs changed ({problem}); re-running")
+            fresh = True
+        elif (st.folder / "step.json").exists():
+            warn(f"step {st.label}: outputs changed (step.json: unreadable or not this step's); re-running")
+            fresh = True
         missing = [d.label for d in st.deps if not d.done()]
         if missing:
             raise RmtensionError(f"step {st.label} needs {', '.join(missing)} first (run those cells, or run without --cell)")
         echo(f"[{i}/{len(todo)}] {st.label} …")
-        st.run()
+        st.run(fresh=fresh)
         counts["ran"] += 1
     return counts
 

@@ -1,6 +1,6 @@
 """Training configuration: one dataclass, documented fields, named presets.
 
-``paper`` reproduces the paper's setting (TRL defaults it actually ran with); ``cpu`` is what fits
+``paper`` reproduces the paper's setting (the TRL defaults it actually ran with, see ``PRESETS``); ``cpu`` is what fits
 a 2-core laptop CPU in minutes per few hundred pairs. Every field can be overridden from the CLI
 (``rmtension train --set field=value`` or the dedicated flags).
 """
@@ -29,7 +29,8 @@ class TrainConfig:
     data_dir: str | None = None
     """Local data directory (else $RMTENSION_DATA_DIR, else the hub)."""
     seed: int = 0
-    """Seeds the head initialisation, data order and dropout (passed to the trainer, not lost)."""
+    """Seeds the head initialisation, the trainer's data order and dropout (passed to the trainer; the
+    paper's trainer always ran with seed 42, see models/reward_model.py)."""
     data_seed: int = 0
     """Seeds which pairs are used when ``max_pairs`` caps them, independent of ``seed`` so that
     runs with different seeds train on the same pairs."""
@@ -58,8 +59,12 @@ class TrainConfig:
     bf16: bool = False
     """bfloat16 autocast (weights stay float32)."""
     gradient_checkpointing: bool = False
-    disable_dropout: bool = False
-    """TRL ≥0.x disables dropout by default; the paper's runs kept the backbone's dropout."""
+    disable_dropout: bool = True
+    """Turn the backbone's dropout off while training, as the paper's runs did: TRL 0.27.1 (the
+    paper's lock file, EshaanT/RM-alignment_tension uv.lock @96efa92) has ``RewardConfig.disable_dropout``
+    default True (trl/trainer/reward_config.py) and the paper's train_new.py does not override it.
+    ``--set disable_dropout=false`` keeps the backbone's dropout (GPT-2: 0.1; Llama-style models
+    such as SmolLM2 have none, so it changes nothing for them)."""
     template: str = "hh"
     """Text template of RM inputs (models.formatting)."""
     save_steps: int = 50
@@ -76,6 +81,9 @@ class TrainConfig:
         return 1.0 if self.objective == "mixed" else 2.0
 
     def validate(self) -> "TrainConfig":
+        from rmtension.validate import TRAIN_FIELDS, check_fields  # every numeric field's range, in one place
+
+        check_fields({f.name: getattr(self, f.name) for f in fields(self)}, TRAIN_FIELDS)
         if self.objective not in OBJECTIVES:
             raise RmtensionError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.overlong not in OVERLONG_POLICIES:
@@ -98,10 +106,28 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The paper: full fine-tuning, batch 16, lr 1e-4 (TRL's default, which its code actually used),
-    # linear schedule, 2 epochs single / 1 mixed, max length 1024 with over-long pairs dropped.
+    # The paper (EshaanT/RM-alignment_tension @96efa92, train_new.py; library versions from its uv.lock:
+    # trl 0.27.1, transformers 5.0.0), checked value by value:
+    # - full fine-tuning; batch 16: ``per_device_train_batch_size=args.batch_size``, default 16.
+    # - lr 1e-4: train_new.py parses ``--lr`` but never passes it, so TRL's ``RewardConfig.learning_rate``
+    #   default ran, 1e-4 (trl 0.27.1 trl/trainer/reward_config.py).
+    # - linear schedule, no warmup, weight decay 0, grad-norm clip 1.0: TrainingArguments defaults
+    #   (transformers 5.0.0 training_args.py), none overridden.
+    # - epochs: ``--epochs`` default 2.0 (train_new.py); 1 for the mixed RM is the paper's text (the
+    #   brief), not visible in the code.
+    # - max length 1024, over-long pairs dropped: ``RewardConfig.max_length`` default 1024, and
+    #   RewardTrainer *filters out* pairs with a side over it (trl 0.27.1 reward_trainer.py, "Filter
+    #   samples that are longer than `max_length`"; its help text says "truncated", the code drops).
+    # - dropout off: ``RewardConfig.disable_dropout`` default True, not overridden (TrainConfig default).
+    # Deliberate deviations: float32 weights (the paper loads the backbone in bfloat16, rm_model/model.py
+    # ``dtype=torch.bfloat16``, and RewardConfig's bf16 default is True; bf16 weight updates at lr 1e-4
+    # round away small steps, so we keep float32 master weights, ``--set bf16=true`` for autocast); the
+    # trainer's seed is the run's seed (the paper's trainer always ran with seed 42, see
+    # models/reward_model.py); the paper evaluated on HH-RLHF's test split every 100 steps and, with
+    # ``load_best_model_at_end=True``, ended on the saved checkpoint (every 500 steps, the default) with
+    # the lowest eval loss; we keep the final model (HH's test split is our held-out data).
     "paper": dict(batch_size=16, lr=1e-4, scheduler="linear", epochs=None, max_length=1024, overlong="drop",
-                  bf16=False, max_pairs=None),
+                  bf16=False, max_pairs=None, disable_dropout=True),
     # A 2-core CPU: 8 pairs a step, 256 tokens cut from the left, one epoch over a few hundred
     # pairs, bf16 autocast (about 2× faster on processors with bf16 matrix instructions), lr 5e-5:
     # the setting of the reference runs in ../shared/data/SOURCES.md, which learn both objectives

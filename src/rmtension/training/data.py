@@ -28,6 +28,8 @@ class PreparedData:
     heldout: list[PreferencePair]
     counts: dict[str, Any] = field(default_factory=dict)
     sources: list[dict[str, str]] = field(default_factory=list)
+    train_pairs: list[PreferencePair] = field(default_factory=list)
+    """The pairs behind ``train_rows``, in the same order (what the RM is trained on)."""
 
 
 def file_sha256(path: str) -> str:
@@ -68,6 +70,7 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> PreparedData:
     ids = encode(tokenizer, texts)
     special = set(tokenizer.all_special_ids)
     rows: list[dict[str, list[int]]] = []
+    used: list[PreferencePair] = []
     dropped = truncated = 0
     for k in range(0, len(ids), 2):
         c, r = ids[k], ids[k + 1]
@@ -78,6 +81,12 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> PreparedData:
             truncated += 1
             c, r = truncate_left(c, cfg.max_length, special), truncate_left(r, cfg.max_length, special)
         rows.append({"chosen_ids": c, "rejected_ids": r})
+        used.append(chosen_pairs[k // 2])
+    if not data.pairs:  # say why: nothing to do with max_length when every record was skipped
+        raise RmtensionError(f"no usable training pairs in {src!r}: {data.report.explain()}")
+    if not train_pairs:
+        raise RmtensionError(f"no training pairs left from {src!r}: all {len(data.pairs)} usable pairs fall in the "
+                             f"held-out split (heldout_fraction={cfg.heldout_fraction})")
     if not rows:
         raise RmtensionError(
             f"no training pairs left from {src!r}: {len(chosen_pairs)} sampled, {dropped} dropped as longer than "
@@ -99,6 +108,6 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> PreparedData:
         "train_tokens": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows),
     }
     sources = [{"source": src, "file": f, "sha256": file_sha256(f)} for f in data.files]
-    return PreparedData(rows, heldout, counts, sources)
+    return PreparedData(rows, heldout, counts, sources, used)
 
 

@@ -4,27 +4,35 @@ Why TRL: it is what the field and the paper use, its loss is exactly −log σ(r
 and through ``transformers.Trainer`` it brings accelerate (multi-process / multi-GPU, DeepSpeed,
 FSDP), checkpoints that hold optimizer, scheduler and RNG states, and resumption. What we add:
 our own data pipeline (template, over-long policy, counts — TRL would silently filter), an explicit
-seed path (the paper's seed and learning rate never reached its trainer), a stop on NaN/inf loss
-before anything is saved, a held-out evaluation with our scorer, and a run record.
+seed path (the paper's train_new.py passes neither its ``--seed`` nor its ``--lr`` to ``RewardConfig``:
+its trainer ran with seed 42 and TRL's default lr), a stop on NaN/inf loss before anything is saved,
+resumption from the newest *complete* checkpoint, the training loss over the whole run (also across
+resumes), a held-out evaluation with our scorer, and a run record.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import platform
+import re
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rmtension.cli.common import check_out_dir
+from rmtension.data.split import HeldoutSplit
 from rmtension.errors import RmtensionError
 from rmtension.training.config import TrainConfig
 from rmtension.training.data import PreparedData, prepare_data, training_source
 
 RECORD = "rmtension.json"
+log = logging.getLogger(__name__)
 
 
 def checkpoint_dir(out_dir: Path) -> Path:
@@ -57,6 +65,51 @@ def _reward_trainer_cls():
     return CheckedRewardTrainer
 
 
+def _log_at_checkpoints_callback():
+    from transformers import TrainerCallback
+
+    class LogAtCheckpoints(TrainerCallback):
+        """Log the running loss at every step that writes a checkpoint, and at the last step.
+
+        The trainer's running loss is not checkpointed: after a resume it starts again from the
+        resumed step, so steps not yet logged when the checkpoint was written would be lost (and
+        the trainer's own ``training_loss`` averages only the steps after the resume). Logging at
+        each checkpoint puts every step's loss in the log history that the checkpoint carries, from
+        which ``whole_run_loss`` computes the loss of the whole run. Runs after the trainer's own
+        flow callback, which decides ``should_save`` and ``should_training_stop``.
+        """
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save or control.should_training_stop:
+                control.should_log = True
+            return control
+
+    return LogAtCheckpoints()
+
+
+def whole_run_loss(log_history: list[dict[str, Any]], global_step: int, resumed_at: int | None = None) -> float | None:
+    """Mean training loss over steps 1..``global_step`` from the trainer's log history.
+
+    Each ``loss`` entry is the mean over the steps since the previous one, so it is weighted by that
+    window. None when the history does not cover every step: nothing logged, the last entry before
+    ``global_step``, or a resume from a step that had not been logged (checkpoints written by code
+    that did not log at checkpoints).
+    """
+    total, prev, steps = 0.0, 0, set()
+    for entry in log_history:
+        if "loss" not in entry or "step" not in entry:
+            continue
+        step = int(entry["step"])
+        if step <= prev:
+            return None
+        total += float(entry["loss"]) * (step - prev)
+        prev = step
+        steps.add(step)
+    if prev == 0 or prev != global_step or (resumed_at and resumed_at not in steps):
+        return None
+    return total / prev
+
+
 def package_versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -69,11 +122,106 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def last_checkpoint(out_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
+
+def _safetensors_complete(path: Path) -> bool:
+    """The file holds its whole header and every tensor's bytes (a truncated file does not)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return False
+            n = int.from_bytes(head, "little")
+            if n <= 0 or 8 + n > size:
+                return False
+            header = json.loads(fh.read(n))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+    return size == 8 + n + max(ends, default=0)
+
+
+def _torch_file_complete(path: Path) -> bool:
+    """A ``torch.save`` file (zip format) with its central directory, i.e. not cut short."""
+    return path.is_file() and zipfile.is_zipfile(path)
+
+
+def _weights_complete(folder: Path) -> bool:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return False
+        return bool(shards) and all(_safetensors_complete(folder / s) for s in shards)
+    return _safetensors_complete(folder / "model.safetensors")
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why ``folder`` (a ``checkpoint-N``) cannot be resumed from, or None when it is complete.
+
+    Complete means everything ``Trainer`` reads on resume is there and whole: ``trainer_state.json``
+    (valid, at step N; the trainer writes it last), the model weights (every safetensors file as
+    long as its header says), ``optimizer.pt`` and ``scheduler.pt`` (DeepSpeed and FSDP keep the
+    optimizer in a ``global_step*`` / ``optimizer_0`` folder instead), and an RNG state file.
+    """
+    m = _CHECKPOINT_RE.match(folder.name)
+    if m is None or not folder.is_dir():
+        return "not a checkpoint folder"
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no trainer_state.json"
+    except (OSError, ValueError):
+        return "unreadable trainer_state.json"
+    if not isinstance(state, dict) or state.get("global_step") != int(m.group(1)):
+        return "trainer_state.json is not at this checkpoint's step"
+    if not _weights_complete(folder):
+        return "model weights missing or truncated"
+    try:
+        sharded_optimizer = any(p.is_dir() and p.name.startswith(("global_step", "optimizer_0")) for p in folder.iterdir())
+    except OSError:
+        return "unreadable folder"
+    if not sharded_optimizer:
+        for name in ("optimizer.pt", "scheduler.pt"):
+            if not _torch_file_complete(folder / name):
+                return f"{name} missing or truncated"
+    rng = list(folder.glob("rng_state*.pth"))
+    if not rng or not all(_torch_file_complete(p) for p in rng):
+        return "RNG state missing or truncated"
+    return None
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    """The newest complete checkpoint of the run into ``out_dir`` (None when there is none).
+
+    Newer incomplete ones (a run killed or out of disk while writing one) are skipped with a
+    warning: resuming from them would fail on every retry.
+    """
     ckpt = checkpoint_dir(out_dir)
-    return get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
+    if not ckpt.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in ckpt.iterdir() if (m := _CHECKPOINT_RE.match(p.name)) and p.is_dir()),
+                   reverse=True)
+    for _step, folder in found:
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return str(folder)
+        log.warning("skipping incomplete checkpoint %s (%s)", folder, problem)
+    return None
+
+
+def _remove_incomplete_after(out_dir: Path, chosen: str | None) -> None:
+    """Delete incomplete checkpoints newer than the one resumed from: the resumed run writes those
+    steps again, and a stale partial folder must not be picked up (or rotated) in its place."""
+    ckpt = checkpoint_dir(out_dir)
+    start = int(_CHECKPOINT_RE.match(Path(chosen).name).group(1)) if chosen else -1  # type: ignore[union-attr]
+    for p in ckpt.iterdir() if ckpt.is_dir() else []:
+        m = _CHECKPOINT_RE.match(p.name)
+        if m and p.is_dir() and int(m.group(1)) > start and checkpoint_problem(p) is not None:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _training_args(cfg: TrainConfig, out_dir: Path):
@@ -133,30 +281,47 @@ def heldout_metrics(model, tokenizer, cfg: TrainConfig, prepared: PreparedData) 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train one RM into ``out_dir`` (an RM folder ``from_pretrained`` loads) and return its record.
 
-    With ``resume``, continue from the last checkpoint in ``OUT.checkpoints`` (a fresh start when
-    there is none; the finished record when the run already completed); optimizer,
+    With ``resume``, continue from the newest complete checkpoint in ``OUT.checkpoints`` (a fresh
+    start when there is none; the finished record when the run already completed); optimizer,
     scheduler, RNG states and the position in the data order are restored, so the result equals
-    an uninterrupted run's.
+    an uninterrupted run's. The output path is checked before any work, and a run that fails
+    before writing a checkpoint leaves no ``OUT.checkpoints`` folder behind.
     """
-    import datasets
-    from transformers import set_seed
-
-    from rmtension.models.reward_model import build_reward_model, save_reward_model
-
     cfg.validate()
-    out = Path(out_dir)
+    out = check_out_dir(out_dir)
+    check_out_dir(checkpoint_dir(out), "checkpoint folder")
     if (out / RECORD).is_file() and not resume:
         raise RmtensionError(f"{out} already holds a trained RM ({RECORD}); choose another --out or delete it")
-    resume_from = None
-    if resume:
-        resume_from = last_checkpoint(out)
-        if (out / RECORD).is_file():
-            return json.loads((out / RECORD).read_text())  # already finished: nothing to resume
-    elif checkpoint_dir(out).is_dir():
+    if resume and (out / RECORD).is_file():
+        return json.loads((out / RECORD).read_text())  # already finished: nothing to resume
+    if not resume and checkpoint_dir(out).is_dir():
         raise RmtensionError(f"{checkpoint_dir(out)} holds checkpoints of an earlier run: pass --resume to continue it, "
                              "or delete the folder")
     if out.is_dir() and any(out.iterdir()):
         raise RmtensionError(f"{out} exists and is not empty; the RM folder must be new (choose another --out)")
+    had_checkpoints = checkpoint_dir(out).is_dir()
+    try:
+        return _train(cfg, out, resume)
+    finally:
+        ckpt = checkpoint_dir(out)
+        try:
+            if not had_checkpoints and ckpt.is_dir() and not any(ckpt.iterdir()):
+                ckpt.rmdir()  # created by the trainer, nothing written into it: leave nothing behind
+        except OSError:
+            pass  # another process of the same run removed it first
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
+    import datasets
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    from rmtension.data.split import DEFAULT_SALT
+    from rmtension.models.reward_model import build_reward_model, save_reward_model
+
+    resume_from = last_checkpoint(out) if resume else None
+    if resume and PartialState().is_main_process:
+        _remove_incomplete_after(out, resume_from)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     set_seed(cfg.seed)
@@ -164,15 +329,18 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[s
     prepared = prepare_data(cfg, tokenizer)
     dataset = datasets.Dataset.from_list(prepared.train_rows)
     args = _training_args(cfg, out)
-    trainer = _reward_trainer_cls()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer = _reward_trainer_cls()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                    callbacks=[_log_at_checkpoints_callback()])
+    trainer.train(resume_from_checkpoint=resume_from)
     train_time = time.time() - t0
 
     record: dict[str, Any] = {}
     if trainer.accelerator.is_main_process:
         model = trainer.model
         metrics = heldout_metrics(model, tokenizer, cfg, prepared)
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        history = trainer.state.log_history
+        losses = [h["loss"] for h in history if "loss" in h]
+        resumed_at = int(Path(resume_from).name.split("-")[-1]) if resume_from else None
         record = {
             "kind": "reward-model",
             "backbone": cfg.backbone,
@@ -181,6 +349,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[s
             "template": cfg.template,
             "train_data": training_source(cfg),
             "data_files": prepared.sources,
+            # The prompt-hash split the training pairs were carved with: everything that later calls
+            # itself held out for this RM (hh-heldout, neurons --split heldout) must use the same.
+            "split": HeldoutSplit(cfg.heldout_fraction, DEFAULT_SALT).to_record(),
             "pairs": prepared.counts,
             "config": cfg.to_dict(),
             "trainer": {
@@ -188,7 +359,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[s
                 "global_steps": trainer.state.global_step,
                 "num_processes": trainer.accelerator.num_processes,
                 "resumed_from": resume_from,
-                "train_loss": result.training_loss,
+                # Over every step of the run, resumed or not (the trainer's own ``training_loss``
+                # covers only the steps after the last resume).
+                "train_loss": whole_run_loss(history, trainer.state.global_step, resumed_at),
                 "first_logged_loss": losses[0] if losses else None,
                 "last_logged_loss": losses[-1] if losses else None,
             },
@@ -203,5 +376,3 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[s
             shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return record
-
-
