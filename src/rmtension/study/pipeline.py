@@ -30,6 +30,10 @@ from rmtension.study.steps import Step
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
+# Neuron scores of the study: chosen and rejected texts scored apart, then averaged — the paper's
+# (chosen + rejected) / 2 (rmtension.neurons.scores). Part of the neuron steps' key, so folders
+# scored under the earlier pooled definition are not reused.
+POOL = "group-mean"
 
 
 def cell_id(backbone: str, objective: str, seed: int) -> str:
@@ -173,10 +177,10 @@ def _do_neurons(cfg: StudyConfig, train_step: Step, source: str, data_dir: str |
         save_stats(step.folder / "stats.npz", stats)
         out = {}
         for method in nc.methods:
-            scores = compute_scores(stats, method, "all", _rm_score_seed(nc.seed, train_step))
+            scores = compute_scores(stats, method, POOL, _rm_score_seed(nc.seed, train_step))
             s = select_top(scores, nc.k, per_layer=nc.per_layer,
-                           meta={"rm": req.rm, "data": source, "method": method, "site": nc.site, "k": nc.k,
-                                 "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
+                           meta={"rm": req.rm, "data": source, "method": method, "pool": POOL, "site": nc.site,
+                                 "k": nc.k, "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
             save_set(_set_path(step, method), s)
             out[method] = {"selected": len(s), "total": s.total, "per_layer": s.per_layer(),
                            "thirds": {k: v["count"] for k, v in location(s).items()}}
@@ -264,7 +268,7 @@ def _do_curves(cfg: StudyConfig, train_step: Step, neuron_step: Step, data_dir: 
         stats, _ = load_stats(neuron_step.folder / "stats.npz")
         named = []
         for method in cv.methods:
-            scores = compute_scores(stats, method, "all", _rm_score_seed(cfg.neurons.seed, train_step))
+            scores = compute_scores(stats, method, POOL, _rm_score_seed(cfg.neurons.seed, train_step))
             for k in cv.k:
                 if k > 0:
                     named.append((f"{method}-k{k:g}", select_top(scores, k, meta={"method": method, "k": k})))
@@ -337,7 +341,7 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 plan.eval[key] = plan.add(Step("eval", f"{_safe(b)}/{o}-s{s}", ev_params, _do_eval(cfg, tr, dd),
                                                deps=[tr], cell=cell))
                 src = _neuron_source(cfg, o)
-                n_params = {**dataclasses.asdict(cfg.neurons), "source": src}
+                n_params = {**dataclasses.asdict(cfg.neurons), "source": src, "pool": POOL}
                 nr = plan.add(Step("neurons", f"{_safe(b)}/{o}-s{s}", n_params, _do_neurons(cfg, tr, src, dd),
                                    deps=[tr], cell=cell))
                 plan.neurons[key] = nr
