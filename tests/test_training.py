@@ -113,6 +113,10 @@ def test_config_presets_and_overrides():
     assert make_config("paper", objective="helpful").effective_epochs() == 2.0
     cpu = make_config("cpu", **parse_assignments(["lr=2e-5", "bf16=false", "max_pairs=none"]))
     assert cpu.lr == 2e-5 and cpu.bf16 is False and cpu.max_pairs is None and cpu.max_length == 256
+    # Batching: the paper's plain TRL steps; the cpu preset groups lengths and shares prompts (same loss, issue 12).
+    assert (cfg.length_grouped, cfg.shared_prompt) == (False, False)
+    assert (cpu.length_grouped, cpu.shared_prompt) == (True, True)
+    assert make_config("cpu", length_grouped=False).length_grouped is False
     with pytest.raises(RmtensionError, match="unknown training field"):
         make_config("paper", nope=1)
     with pytest.raises(RmtensionError, match="objective"):
