@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 rc, rr = (x.float() for x in shared_prompt_rewards(model, shared))
             loss = -torch.nn.functional.logsigmoid(rc - rr).mean()
         loss.backward()
-        return time.perf_counter() - t0, float(loss)
+        return time.perf_counter() - t0, float(loss.detach())
 
     step("plain")  # warm-up
     times: dict[str, list[float]] = {"plain": [], "shared": []}
