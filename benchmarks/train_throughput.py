@@ -7,7 +7,11 @@ float32), dropout setting and gradient checkpointing, side by side in one proces
 
 - **ours**: ``rmtension.training`` — ``prepare_data`` (load, render with the RM template,
   tokenise, over-long policy, counts) and our ``RewardTrainer`` subclass with ``_training_args``
-  (what ``rmtension train`` runs; the held-out scoring and the final RM folder are left out);
+  (what ``rmtension train`` runs; the held-out scoring and the final RM folder are left out), in
+  up to four variants (``--variants``): ``plain`` (TRL's collator, random order), ``grouped``
+  (length-grouped steps), ``shared`` (shared-prompt packed rows), ``both`` (the ``cpu`` preset's
+  batching). Each variant trains on all ``steps × batch`` pairs once, so every run computes the
+  same real tokens; the variants differ in positions computed;
 - **TRL**: what a user would write without rmtension — the same pairs as a text dataset
   (``{"chosen": transcript, "rejected": transcript}``, read from the same JSONL file) handed to
   ``trl.RewardTrainer``, which appends EOS, tokenises and filters by length itself.
@@ -28,9 +32,15 @@ busy machine slows both alike; the best of ``--repeats`` is shown. The machine's
 FLOPs per step ≈ 6 × non-embedding parameters × tokens, against a measured large-matmul rate
 (float32 and bf16, timed in this script before and after the runs, best taken).
 
+``--positions-pairs N`` adds, without training, the positions computed per real token of the
+four batchings over N pairs of ``--data`` as the ``cpu`` preset prepares them (max length,
+left truncation) with the benchmark's batch size: what grouping and sharing give at the scale of
+a real run rather than of the few benchmark steps.
+
 Usage (from the repository root):
     python benchmarks/train_throughput.py [--backbone smollm2-135m-instruct | tiny-llama] [--steps 4]
         [--batch-size 8] [--max-length 256] [--dtype bf16|fp32|both] [--repeats 2]
+        [--variants plain,grouped,shared,both] [--positions-pairs 800]   (plain: needed for the checks)
         [--trl-adamw-too] [--trl-defaults-too] [--threads N] [--data hh-rlhf:harmless-base] [--data-dir ../shared/data]
         [--json-out FILE]
 """
@@ -84,6 +94,35 @@ def select_pairs(tok, args) -> list[tuple[str, str]]:
         if len(out) == need:
             return out
     raise SystemExit(f"only {len(out)} pairs of {args.data} fit in {args.max_length} tokens; need {need}")
+
+
+def positions_per_token(tok, args) -> list[str]:
+    """Positions computed ÷ real tokens of each batching over ``--positions-pairs`` pairs as the cpu preset
+    prepares them (max length, left truncation), batch ``--batch-size``, one epoch; random order seeded 0."""
+    from rmtension.training.batching import LengthGroupedSampler, padded_length
+    from rmtension.training.config import make_config
+    from rmtension.training.data import prepare_data
+
+    cfg = make_config("cpu", train_data=args.data, data_dir=args.data_dir, max_pairs=args.positions_pairs,
+                      max_length=args.max_length, heldout_fraction=0.0)
+    prepared = prepare_data(cfg, tok)
+    rows = prepared.train_rows
+    real = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
+    out = [f"positions per real token over {len(rows)} pairs of {args.data} (cpu preset preparation: max length "
+           f"{args.max_length}, {prepared.counts['truncated_overlong']} pairs left-truncated), batch {args.batch_size}:"]
+    for grouped in (False, True):
+        for shared in (False, True):
+            if grouped:
+                order = list(LengthGroupedSampler([padded_length(r, shared) for r in rows], args.batch_size, 0))
+            else:
+                order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0)).tolist()
+            pos = 0
+            for k in range(0, len(order), args.batch_size):
+                group = [rows[i] for i in order[k:k + args.batch_size]]
+                pos += len(group) * max(padded_length(r, shared) for r in group) * (1 if shared else 2)
+            out.append(f"  {'length-grouped' if grouped else 'random order  '} {'shared prompt' if shared else 'plain        '}"
+                       f" {pos / real:.3f}")
+    return out
 
 
 # ----------------------------------------------------------------------------- instrumentation
@@ -143,9 +182,11 @@ class CountingCollator:
 
     def __call__(self, examples):
         out = self.inner(examples)
-        mask = out["attention_mask"]
-        self.tokens.append(int(mask.sum()))
-        self.positions.append(int(mask.numel()))
+        if "real_tokens" in out:  # a shared-prompt packed batch
+            self.tokens.append(int(out["real_tokens"]))
+        else:
+            self.tokens.append(int(out["attention_mask"].sum()))
+        self.positions.append(int(out["input_ids"].numel()))
         return out
 
 
@@ -171,28 +212,41 @@ def _train(run: Run, trainer, timer, t0: float, keep: bool) -> Run:
     return run
 
 
-def run_ours(args, jsonl: Path, work: Path, bf16: bool, keep: bool) -> Run:
+VARIANTS = {
+    "plain": ("ours", False, False),
+    "grouped": ("ours + length-grouped", True, False),
+    "shared": ("ours + shared prompt", False, True),
+    "both": ("ours + both (cpu preset)", True, True),
+}
+
+
+def run_ours(args, jsonl: Path, work: Path, bf16: bool, keep: bool, variant: str = "plain") -> Run:
     import datasets
     from transformers import set_seed
 
     from rmtension.models.reward_model import build_reward_model
+    from rmtension.training.batching import SharedPromptCollator
     from rmtension.training.config import make_config
     from rmtension.training.data import prepare_data
-    from rmtension.training.trainer import _reward_trainer_cls, _training_args
+    from rmtension.training.trainer import _reward_trainer_cls, _shared_prompt_choice, _training_args
 
+    name, grouped, shared = VARIANTS[variant]
     set_seed(0)
     model, tok = build_reward_model(args.backbone, seed=0)  # not timed: the same for both
     cfg = make_config("cpu", backbone=args.backbone, train_data=str(jsonl), data_dir=None, heldout_fraction=0.0,
                       max_pairs=None, max_length=args.max_length, batch_size=args.batch_size,
-                      max_steps=args.steps, bf16=bf16, seed=0)
+                      max_steps=args.steps, bf16=bf16, seed=0, length_grouped=grouped, shared_prompt=shared)
     timer = _timer_callback()
     t0 = time.perf_counter()
     prepared = prepare_data(cfg, tok)
     assert prepared.counts["used"] == args.steps * args.batch_size, prepared.counts
     dataset = datasets.Dataset.from_list(prepared.train_rows)
+    shared, _ = _shared_prompt_choice(cfg, model)
+    collator = SharedPromptCollator(tok.pad_token_id, model.config.pad_token_id) if shared else None
     trainer = _reward_trainer_cls()(model=model, args=_training_args(cfg, work / "ours"), train_dataset=dataset,
-                                    processing_class=tok, callbacks=[timer])
-    return _train(Run("ours", "bf16" if bf16 else "fp32"), trainer, timer, t0, keep)
+                                    processing_class=tok, callbacks=[timer], data_collator=collator,
+                                    length_grouped=grouped, shared_prompt=shared)
+    return _train(Run(name, "bf16" if bf16 else "fp32"), trainer, timer, t0, keep)
 
 
 def run_trl(args, jsonl: Path, work: Path, bf16: bool, keep: bool, gradient_checkpointing: bool = False,
@@ -245,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run TRL with its default gradient checkpointing (once per repeat)")
     ap.add_argument("--trl-adamw-too", action="store_true",
                     help="also run TRL with our optimizer (adamw_torch instead of its fused default), once per repeat")
+    ap.add_argument("--variants", default="plain,grouped,shared,both",
+                    help=f"our batchings to run, comma-separated from {', '.join(VARIANTS)}")
+    ap.add_argument("--positions-pairs", type=int, default=0,
+                    help="also count positions per real token of each batching over this many pairs (no training)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args(argv)
@@ -287,12 +345,18 @@ def main(argv: list[str] | None = None) -> int:
     rates0 = {"fp32": matmul_gflops(torch.float32, n=2048, seconds=2.0), "bf16": matmul_gflops(torch.bfloat16, n=2048, seconds=2.0)}
     t_start = time.time()
     dtypes = ["bf16", "fp32"] if args.dtype == "both" else [args.dtype]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        raise SystemExit(f"--variants: names from {', '.join(VARIANTS)}; got {args.variants}")
+    positions_table = positions_per_token(tok, args) if args.positions_pairs else []
     runs: list[Run] = []
     for rep in range(max(1, args.repeats)):
         for dt in dtypes:
             bf16 = dt == "bf16"
             keep = rep == 0
-            methods = [lambda: run_ours(args, jsonl, work, bf16, keep), lambda: run_trl(args, jsonl, work, bf16, keep)]
+            methods = [lambda: run_trl(args, jsonl, work, bf16, keep)]
+            methods += [(lambda v=v: run_ours(args, jsonl, work, bf16, keep, v)) for v in variants]
             if rep % 2:
                 methods.reverse()
             if args.trl_adamw_too:
@@ -318,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     for dt in dtypes:
         first = {r.method: r for r in runs if r.dtype == dt and r.head is not None}
+        if "ours" not in first:  # without the plain variant there is nothing computed the same way to compare
+            lines.append(f"{dt}: no 'plain' variant run: no same-computation check against TRL")
+            continue
         o, t = first["ours"], first["TRL"]
         same_ids = o.ids == t.ids
         dloss = abs(o.train_loss - t.train_loss)
@@ -328,6 +395,13 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"{dt}: same token ids in both pipelines: {'yes' if same_ids else 'NO'}; training loss ours "
                      f"{o.train_loss:.5f} vs TRL {t.train_loss:.5f}; head weights max |diff| {dhead:.1e} → "
                      f"{'same computation' if same else 'DIFFERENT (see above)'}; optimizers: ours {o.optim}, TRL {t.optim}")
+        sp = first.get(VARIANTS["shared"][0])
+        if sp is not None:  # the same data order as plain: the same loss and head, up to float rounding
+            dl, dh = abs(sp.train_loss - o.train_loss), float(np.abs(sp.head - o.head).max())
+            equal = dl <= tol * max(1.0, abs(o.train_loss)) and dh <= 50 * tol * float(np.abs(o.head).max())
+            ok = ok and equal
+            lines.append(f"{dt}: shared prompt vs plain (same data order): training loss {sp.train_loss:.5f} vs "
+                         f"{o.train_loss:.5f}; head weights max |diff| {dh:.1e} → {'same' if equal else 'DIFFERENT'}")
 
     # ------------------------------------------------------------------ table
     def best(method, dt):
@@ -346,32 +420,39 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {load0[0]:.1f} / {load0[1]:.1f} / {load0[2]:.1f} at start, {load1[0]:.1f} / {load1[1]:.1f} / "
           f"{load1[2]:.1f} at end; {minutes:.1f} min; best of {args.repeats} alternating runs")
     hdr = (f"{'method':42s} {'dtype':>5s} {'setup s':>7s} {'loop s':>7s} {'total s':>7s} {'loop tok/s':>10s} "
-           f"{'steady tok/s':>12s} {'CPU s':>6s} {'vs TRL':>7s} {'MFU':>6s}")
+           f"{'steady tok/s':>12s} {'CPU s':>6s} {'pos/tok':>7s} {'vs TRL':>7s} {'MFU':>6s}")
     print(hdr)
     print("-" * len(hdr))
     out_rows = []
     for dt in dtypes:
         ref = best("TRL", dt)
-        for method in ("TRL", "ours", "TRL, optim adamw_torch (as ours)", "TRL, gradient checkpointing (its default)"):
+        for method in ("TRL", *(VARIANTS[v][0] for v in variants), "TRL, optim adamw_torch (as ours)",
+                       "TRL, gradient checkpointing (its default)"):
             r = best(method, dt)
             if r is None:
                 continue
             mfu = 6 * params * sum(r.tokens[1:]) / r.steady_s / (rates[dt] * 1e9) if len(r.tokens) > 1 else float("nan")
             print(f"{r.method:42s} {dt:>5s} {r.setup_s:7.1f} {r.loop_s:7.1f} {r.total_s:7.1f} {r.loop_tps:10.0f} "
-                  f"{r.steady_tps:12.0f} {r.loop_cpu_s:6.0f} {r.loop_tps / ref.loop_tps:6.2f}× {100 * mfu:5.1f}%")
+                  f"{r.steady_tps:12.0f} {r.loop_cpu_s:6.0f} {sum(r.positions) / sum(r.tokens):7.3f} "
+                  f"{r.loop_tps / ref.loop_tps:6.2f}× {100 * mfu:5.1f}%")
             out_rows.append({"method": r.method, "dtype": dt, "setup_s": r.setup_s, "loop_s": r.loop_s,
                              "total_s": r.total_s, "loop_tps": r.loop_tps, "steady_tps": r.steady_tps,
                              "loop_cpu_s": r.loop_cpu_s, "ratio_vs_trl": r.loop_tps / ref.loop_tps, "mfu": mfu,
                              "tokens": r.tokens, "positions": r.positions, "train_loss": r.train_loss})
-    print("vs TRL: loop tokens/s ratio (> 1: ours faster). MFU: 6 × non-embedding parameters × real tokens of steps "
-          "2..S / their time / measured matmul rate of that dtype (attention FLOPs not counted).")
+    print("vs TRL: loop tokens/s ratio (> 1: ours faster). pos/tok: positions computed ÷ real tokens. MFU: 6 × "
+          "non-embedding parameters × real tokens of steps 2..S / their time / measured matmul rate of that dtype "
+          "(attention FLOPs not counted; with shared prompts fewer than the real tokens are computed, so it can "
+          "exceed what the hardware does).")
+    for line in positions_table:
+        print(line)
     for line in lines:
         print(line)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "backbone": args.backbone, "steps": args.steps, "batch_size": args.batch_size,
             "max_length": args.max_length, "params_nonembedding": params, "matmul_gflops": rates,
-            "load_start": load0, "load_end": load1, "rows": out_rows, "checks": lines}, indent=2) + "\n")
+            "load_start": load0, "load_end": load1, "rows": out_rows, "checks": lines,
+            "positions_per_token_at_scale": positions_table}, indent=2) + "\n")
     return 0 if ok else 1
 
 

@@ -113,6 +113,10 @@ def test_config_presets_and_overrides():
     assert make_config("paper", objective="helpful").effective_epochs() == 2.0
     cpu = make_config("cpu", **parse_assignments(["lr=2e-5", "bf16=false", "max_pairs=none"]))
     assert cpu.lr == 2e-5 and cpu.bf16 is False and cpu.max_pairs is None and cpu.max_length == 256
+    # Batching: the paper's plain TRL steps; the cpu preset groups lengths and shares prompts (same loss, issue 12).
+    assert (cfg.length_grouped, cfg.shared_prompt) == (False, False)
+    assert (cpu.length_grouped, cpu.shared_prompt) == (True, True)
+    assert make_config("cpu", length_grouped=False).length_grouped is False
     with pytest.raises(RmtensionError, match="unknown training field"):
         make_config("paper", nope=1)
     with pytest.raises(RmtensionError, match="objective"):
@@ -167,15 +171,18 @@ def test_existing_outputs_are_protected(tmp_path, data_dir, capsys):
     assert main(["train", *BASE, "--seed", "0", "--out", str(out), "--data-dir", str(data_dir), "--resume"]) == 0
 
 
-def test_two_processes_match_one_process_with_the_global_batch(tmp_path, data_dir):
-    """accelerate launch with 2 CPU processes × 2 pairs equals 1 process × 4 pairs (same data order).
+@pytest.mark.parametrize("batching", [[], ["--set", "length_grouped=true", "--set", "shared_prompt=true"]],
+                         ids=["plain", "grouped-shared"])
+def test_two_processes_match_one_process_with_the_global_batch(tmp_path, data_dir, batching):
+    """accelerate launch with 2 CPU processes × 2 pairs equals 1 process × 4 pairs (same data order), with TRL's
+    plain steps and with length-grouped shared-prompt steps (each process its share of every grouped step).
 
     On a machine without GPUs ``accelerate launch --multi_gpu`` starts gloo processes on the CPU
     (``--cpu`` alone would silently start one process: accelerate's multi-CPU mode wants MPI).
     """
     common = ["--backbone", "tiny-gpt2", "--objective", "helpful", "--seed", "2", "--max-pairs", "16",
               "--max-length", "256", "--overlong", "truncate", "--epochs", "1", "--data-dir", str(data_dir),
-              "--set", "heldout_max_pairs=8", "--set", "disable_dropout=true", "--lr", "2e-3"]
+              "--set", "heldout_max_pairs=8", "--set", "disable_dropout=true", "--lr", "2e-3", *batching]
     one = tmp_path / "one"
     assert main(["train", *common, "--batch-size", "4", "--out", str(one)]) == 0
     two = tmp_path / "two"
@@ -186,6 +193,10 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path, data_di
     assert res.returncode == 0, res.stderr[-3000:]
     rec = json.loads((two / "rmtension.json").read_text())
     assert rec["trainer"]["num_processes"] == 2 and rec["trainer"]["global_steps"] == 4
+    one_rec = json.loads((one / "rmtension.json").read_text())
+    assert rec["batching"]["shared_prompt"] is bool(batching) and rec["config"]["length_grouped"] is bool(batching)
+    # Both processes' tokens are counted: the same real tokens as one process (padding differs per batch).
+    assert rec["batching"]["real_tokens"] == one_rec["batching"]["real_tokens"] > 0
     a, b = _weights(one), _weights(two)
     from rmtension.models.reward_model import build_reward_model
 

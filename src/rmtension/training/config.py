@@ -65,6 +65,14 @@ class TrainConfig:
     default True (trl/trainer/reward_config.py) and the paper's train_new.py does not override it.
     ``--set disable_dropout=false`` keeps the backbone's dropout (GPT-2: 0.1; Llama-style models
     such as SmolLM2 have none, so it changes nothing for them)."""
+    length_grouped: bool = False
+    """Put pairs of similar length into the same step (seeded by ``seed``; step order shuffled; see
+    training.batching.LengthGroupedSampler): fewer padded positions per real token. Off: TRL's
+    random order (what the paper ran)."""
+    shared_prompt: bool = False
+    """Encode the common token prefix of chosen and rejected once per pair (packed row with a mask;
+    the same loss and gradients, see training.batching). Families not tested for it (BERT-style
+    encoders, ...) fall back to the plain path with a one-line notice."""
     template: str = "hh"
     """Text template of RM inputs (models.formatting)."""
     save_steps: int = 50
@@ -127,13 +135,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # ``load_best_model_at_end=True``, ended on the saved checkpoint (every 500 steps, the default) with
     # the lowest eval loss; we keep the final model (HH's test split is our held-out data).
     "paper": dict(batch_size=16, lr=1e-4, scheduler="linear", epochs=None, max_length=1024, overlong="drop",
-                  bf16=False, max_pairs=None, disable_dropout=True),
+                  bf16=False, max_pairs=None, disable_dropout=True, length_grouped=False, shared_prompt=False),
     # A 2-core CPU: 8 pairs a step, 256 tokens cut from the left, one epoch over a few hundred
     # pairs, bf16 autocast (about 2× faster on processors with bf16 matrix instructions), lr 5e-5:
     # the setting of the reference runs in ../shared/data/SOURCES.md, which learn both objectives
     # at 300 pairs.
+    # Length-grouped steps and shared prompts: the same loss, fewer positions computed (benchmarks/RESULTS.md,
+    # training section).
     "cpu": dict(batch_size=8, lr=5e-5, scheduler="linear", epochs=1.0, max_length=256, overlong="truncate",
-                bf16=True, max_pairs=300, heldout_max_pairs=300, save_steps=10, logging_steps=5),
+                bf16=True, max_pairs=300, heldout_max_pairs=300, save_steps=10, logging_steps=5,
+                length_grouped=True, shared_prompt=True),
 }
 
 

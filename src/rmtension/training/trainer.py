@@ -28,6 +28,7 @@ import torch
 from rmtension.cli.common import check_out_dir
 from rmtension.data.split import HeldoutSplit
 from rmtension.errors import RmtensionError
+from rmtension.training.batching import SharedPromptCollator
 from rmtension.training.config import TrainConfig
 from rmtension.training.data import PreparedData, prepare_data, training_source
 
@@ -48,8 +49,112 @@ class NonFiniteLossError(RmtensionError):
 def _reward_trainer_cls():
     from trl import RewardTrainer
 
+    from rmtension.training.batching import LengthGroupedSampler, padded_length, shared_prompt_rewards
+
     class CheckedRewardTrainer(RewardTrainer):
-        """TRL's trainer with a finite-loss check after every step."""
+        """TRL's trainer with a finite-loss check after every step, optional length-grouped steps and
+        shared-prompt pairs (training.batching), and a count of the positions computed and the real
+        tokens over the whole run (kept in the log history, so it survives resumes).
+
+        Without the two options, every step is TRL's own (its collator, sampler and ``compute_loss``)."""
+
+        def __init__(self, *args, length_grouped: bool = False, shared_prompt: bool = False, **kwargs):
+            self.length_grouped = length_grouped
+            self.shared_prompt = shared_prompt
+            self.positions_total = 0
+            self.real_tokens_total = 0
+            self.counts_complete = True
+            self._counts_restored = False
+            super().__init__(*args, **kwargs)
+
+        # ------------------------------------------------------------ data order
+        def _get_train_sampler(self, train_dataset=None):
+            if not self.length_grouped:
+                return super()._get_train_sampler(train_dataset)
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            lengths = [padded_length({"chosen_ids": c, "rejected_ids": r}, self.shared_prompt)
+                       for c, r in zip(ds["chosen_ids"], ds["rejected_ids"])]
+            # One micro-step over all processes: accelerate hands each process one per-device batch of it.
+            group = self.args.per_device_train_batch_size * self.args.world_size
+            return LengthGroupedSampler(lengths, group, self.args.seed)
+
+        # ------------------------------------------------------------ counts
+        def _restore_counts(self) -> None:
+            """Continue the counts of a resumed run from its checkpoint's log history (logged at every
+            checkpoint step); a run resumed from a checkpoint without them is marked incomplete."""
+            if self._counts_restored:
+                return
+            self._counts_restored = True
+            step = self.state.global_step
+            if step == 0:
+                return
+            for entry in reversed(self.state.log_history):
+                if "positions_total" in entry:
+                    if int(entry.get("step", -1)) == step:
+                        self.positions_total = int(entry["positions_total"])
+                        self.real_tokens_total = int(entry["real_tokens_total"])
+                        return
+                    break
+            self.counts_complete = False
+
+        def _count(self, positions, real_tokens) -> None:
+            self._restore_counts()
+            t = torch.stack([torch.as_tensor(positions), torch.as_tensor(real_tokens)]).to(self.accelerator.device,
+                                                                                          torch.long)
+            t = self.accelerator.reduce(t, reduction="sum")  # every process's micro-batch of this step
+            self.positions_total += int(t[0])
+            self.real_tokens_total += int(t[1])
+
+        def run_counts(self) -> dict[str, Any]:
+            self._restore_counts()
+            ok = self.counts_complete and self.real_tokens_total > 0
+            return {"positions": self.positions_total if ok else None,
+                    "real_tokens": self.real_tokens_total if ok else None,
+                    "positions_per_token": round(self.positions_total / self.real_tokens_total, 4) if ok else None}
+
+        def log(self, logs, start_time=None):
+            if self.model.training or "loss" in logs:
+                self._restore_counts()
+                logs["positions_total"] = self.positions_total
+                logs["real_tokens_total"] = self.real_tokens_total
+            super().log(logs, start_time)
+
+        # ------------------------------------------------------------ loss
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            training = self.model.training
+            if "segment_ids" not in inputs:  # the plain path: TRL's own step
+                if training:
+                    self._count(inputs["input_ids"].numel(), inputs["attention_mask"].sum())
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return self._shared_prompt_loss(model, inputs, return_outputs, training)
+
+        def _shared_prompt_loss(self, model, inputs, return_outputs, training):
+            """The same Bradley-Terry loss and logged metrics as TRL's ``compute_loss`` (trl 1.16.0
+            reward_trainer.py), on rewards read from one packed row per pair."""
+            mode = "train" if training else "eval"
+            rewards_chosen, rewards_rejected = shared_prompt_rewards(model, inputs)
+            diff = rewards_chosen - rewards_rejected
+            if "margin" in inputs:
+                diff = diff - inputs["margin"]
+            loss = -torch.nn.functional.logsigmoid(diff).mean()
+            if self.args.center_rewards_coefficient is not None:
+                loss += self.args.center_rewards_coefficient * torch.mean((rewards_chosen + rewards_rejected) ** 2)
+            if training:
+                self._count(inputs["input_ids"].numel(), inputs["real_tokens"])
+                tokens = self.accelerator.gather_for_metrics(inputs["real_tokens"].reshape(1)).sum().item()
+                self._total_train_tokens += tokens // self._tp_size
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            with torch.no_grad():
+                logits = torch.cat([rewards_chosen, rewards_rejected])
+                all_rewards = self.accelerator.gather(logits)
+                self._metrics[mode]["min_reward"].append(all_rewards.min().item())
+                self._metrics[mode]["mean_reward"].append(all_rewards.mean().item())
+                self._metrics[mode]["max_reward"].append(all_rewards.max().item())
+                acc = (rewards_chosen > rewards_rejected).float().mean()
+                self._metrics[mode]["accuracy"].append(self.accelerator.gather_for_metrics(acc).mean().item())
+                margin = (rewards_chosen - rewards_rejected).mean()
+                self._metrics[mode]["margin"].append(self.accelerator.gather_for_metrics(margin).mean().item())
+            return (loss, {"logits": logits[:, None]}) if return_outputs else loss
 
         def training_step(self, *args, **kwargs):
             loss = super().training_step(*args, **kwargs)
@@ -257,6 +362,19 @@ def _training_args(cfg: TrainConfig, out_dir: Path):
     )
 
 
+def _shared_prompt_choice(cfg: TrainConfig, model) -> tuple[bool, str | None]:
+    """Whether this run packs shared prompts, and why not when it was asked for and the model cannot."""
+    from rmtension.training.batching import shared_prompt_unsupported
+
+    if not cfg.shared_prompt:
+        return False, None
+    reason = shared_prompt_unsupported(model)
+    if reason is not None:
+        log.warning("shared_prompt off for this backbone (%s): training on the plain (unshared) path", reason)
+        return False, reason
+    return True, None
+
+
 def heldout_metrics(model, tokenizer, cfg: TrainConfig, prepared: PreparedData) -> dict[str, Any]:
     """Accuracy and mean margin of the trained RM on the held-out pairs of its own objective."""
     from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
@@ -329,10 +447,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     prepared = prepare_data(cfg, tokenizer)
     dataset = datasets.Dataset.from_list(prepared.train_rows)
     args = _training_args(cfg, out)
+    shared, fallback = _shared_prompt_choice(cfg, model)
+    collator = SharedPromptCollator(tokenizer.pad_token_id, model.config.pad_token_id) if shared else None
     trainer = _reward_trainer_cls()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                    callbacks=[_log_at_checkpoints_callback()])
+                                    data_collator=collator, callbacks=[_log_at_checkpoints_callback()],
+                                    length_grouped=cfg.length_grouped, shared_prompt=shared)
     trainer.train(resume_from_checkpoint=resume_from)
     train_time = time.time() - t0
+    counts = trainer.run_counts()
 
     record: dict[str, Any] = {}
     if trainer.accelerator.is_main_process:
@@ -365,6 +487,13 @@ def _train(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
                 "first_logged_loss": losses[0] if losses else None,
                 "last_logged_loss": losses[-1] if losses else None,
             },
+            # Positions the forward computed (padding included; with shared prompts, each pair's prompt
+            # once) ÷ the real tokens of both sides, over every step of the run (None after a resume
+            # from a checkpoint that did not carry the counts).
+            "positions_per_token": counts["positions_per_token"],
+            "batching": {"length_grouped": cfg.length_grouped, "shared_prompt": shared,
+                         "shared_prompt_fallback": fallback, "positions": counts["positions"],
+                         "real_tokens": counts["real_tokens"]},
             "metrics": metrics,
             "versions": package_versions(),
             "device": str(trainer.args.device),
