@@ -376,7 +376,7 @@ def collect_stats(scorer, pairs: Sequence[tuple[str, str]], *, site: str = "act"
     rec = NeuronStatsRecorder(scorer.model, site=site, base_model=base_model, autocast=scorer.config.dtype)
     scores = np.empty((len(pairs), 2))
     step = max(1, int(chunk_pairs))
-    truncated = 0
+    truncated = positions = real_tokens = 0
     with rec:
         for start in range(0, len(pairs), step):
             chunk = pairs[start:start + step]
@@ -387,6 +387,9 @@ def collect_stats(scorer, pairs: Sequence[tuple[str, str]], *, site: str = "act"
                              desc=f"neuron stats {start + len(chunk)}/{len(pairs)}")
             rec.finish_call()
             truncated += scorer.last_report.truncated
+            positions += scorer.last_report.padded_tokens
+            real_tokens += scorer.last_report.tokens
             scores[start:start + len(chunk)] = s.reshape(-1, 2)
     # texts over the length limit were cut from the left (the scorer's rule): counted, not hidden
-    return rec.result({**(meta or {}), "truncated_texts": truncated}), scores
+    return rec.result({**(meta or {}), "truncated_texts": truncated, "positions": positions, "real_tokens": real_tokens,
+                       "shared_prompt": bool(getattr(scorer, "shares", False))}), scores
