@@ -209,3 +209,49 @@ def test_ablation_sweep_with_shared_prompts_equals_plain(family, data_dir, pack_
         with apply_ablation(model, ab):
             want = plain.score(texts)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=ab.name)
+
+
+def test_eval_and_neurons_cli_with_and_without_shared_prompt(data_dir, tmp_path, capsys):
+    """``eval`` gives the same items with and without ``--no-shared-prompt``; both results.json
+    ``scoring`` blocks report positions and real tokens (equal real tokens, fewer positions shared);
+    ``neurons score`` takes the flag too and its statistics agree."""
+    from rmtension.cli.main import main
+    from rmtension.evaluation.evaluate import read_items, read_results
+    from rmtension.models.reward_model import save_reward_model
+    from rmtension.neurons.stats import load_stats
+
+    model, tok = build_reward_model("tiny-llama", seed=5)
+    rm = tmp_path / "rm"
+    save_reward_model(model, tok, rm, {"backbone": "tiny-llama", "template": "hh", "objective": "mixed", "seed": 5})
+    rows = [{"id": f"h{k}", "subset": "hh", "group": "helpful", "prompt": p, "chosen": c, "rejected": r}
+            for k, (p, c, r) in enumerate(_hh(data_dir, 6))]
+    bench = tmp_path / "hh.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = {}
+    for flag in ([], ["--no-shared-prompt"]):
+        d = tmp_path / ("plain" if flag else "shared")
+        assert main(["eval", "--rm", str(rm), "--bench", str(bench), "--out", str(d), "--no-progress",
+                     "--batch-size", "4", *flag]) == 0
+        out[bool(flag)] = (read_results(d), read_items(d))
+    (rs, items_s), (rp, items_p) = out[False], out[True]
+    ss, sp = rs["scoring"], rp["scoring"]
+    assert ss["shared_prompt"] and not sp["shared_prompt"] and ss["shared_texts"] > 0 == sp["shared_texts"]
+    assert ss["real_tokens"] == sp["real_tokens"] and ss["positions"] < sp["positions"]
+    for a, b in zip(items_s, items_p):
+        assert a["id"] == b["id"] and a["correct"] == b["correct"]
+        np.testing.assert_allclose(a["chosen_scores"] + a["rejected_scores"], b["chosen_scores"] + b["rejected_scores"],
+                                   rtol=1e-5, atol=1e-5)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n"
+                            for p, c, r in _hh(data_dir, 6)), encoding="utf-8")
+    stats = {}
+    for flag in ([], ["--no-shared-prompt"]):
+        f = tmp_path / ("plain.npz" if flag else "shared.npz")
+        assert main(["neurons", "score", "--rm", str(rm), "--data", str(data), "--batch-size", "4", "--out", str(f),
+                     *flag]) == 0
+        stats[bool(flag)] = load_stats(f)[0]
+    capsys.readouterr()
+    a, b = stats[True], stats[False]
+    assert b.meta["shared_prompt"] and not a.meta["shared_prompt"] and b.meta["positions"] < a.meta["positions"]
+    assert a.meta["real_tokens"] == b.meta["real_tokens"] == sum(a.tokens.values())
+    np.testing.assert_allclose(b.act.sum, a.act.sum, rtol=1e-5, atol=1e-5 * np.abs(a.act.sum).max())
