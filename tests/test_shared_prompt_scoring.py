@@ -82,6 +82,9 @@ def test_shared_scores_equal_plain(family, data_dir, pack_everything):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert rep.tokens == prep.tokens, "real tokens: each text's own length, on both paths"
     assert rep.padded_tokens < 0.8 * prep.padded_tokens, "the prompts were computed once"
+    batches, _, _ = shared.plan(texts)
+    assert all(len(b.text_index) <= 4 for b in batches), "a row (and a batch) never holds more than batch_size texts"
+    assert any(len(b.text_index) == 4 and b.input_ids.shape[0] == 1 for b in batches), "RM-Bench: 4 of 6 packed"
     if family == "tiny-gemma":  # the sliding-window layers (window 128) must see texts longer than the window
         assert max(len(tok(t)["input_ids"]) for t in texts) > 3 * model.config.sliding_window
 

@@ -265,14 +265,16 @@ def _row_cost(width: int, attention_tokens: float) -> float:
 
 
 def share_groups(ids: Sequence[Sequence[int]], reads: Sequence[int], candidates: Sequence[int],
-                 attention_tokens: float) -> list[tuple[int, list[int]]]:
+                 attention_tokens: float, max_members: int | None = None) -> list[tuple[int, list[int]]]:
     """(prefix length, members) of each packed row; texts not listed stay plain.
 
     Texts are sorted by their token ids, so texts with a common prefix are neighbours and a run's
     common prefix is the minimum of its neighbours' common prefixes. A run grows while adding the
     next text lowers the total cost (``_row_cost``) and keeps a prefix of at least
     ``MIN_SHARED_TOKENS`` that ends at or before every member's read position (each text's score
-    must come from its own rest, which is then never empty).
+    must come from its own rest, which is then never empty), and while it has fewer than
+    ``max_members`` texts (the scorer passes its batch size: a row never holds more texts than a
+    batch, so memory stays bounded as in the plain path).
     """
     order = sorted(candidates, key=lambda k: list(ids[k]))
     groups: list[tuple[int, list[int]]] = []
@@ -285,7 +287,7 @@ def share_groups(ids: Sequence[Sequence[int]], reads: Sequence[int], candidates:
             groups.append((prefix, list(members)))
 
     for k in order:
-        if members:
+        if members and (max_members is None or len(members) < max_members):
             p = min(prefix if len(members) > 1 else reads[members[0]], _lcp(ids[members[-1]], ids[k]), reads[k])
             width = p + sum(len(ids[m]) - p for m in members) + len(ids[k]) - p
             new_cost = _row_cost(width, attention_tokens)
@@ -293,6 +295,7 @@ def share_groups(ids: Sequence[Sequence[int]], reads: Sequence[int], candidates:
                 members.append(k)
                 prefix, cost = p, new_cost
                 continue
+        if members:
             close()
         members, prefix, cost = [k], 0, _row_cost(len(ids[k]), attention_tokens)
     if members:
@@ -462,7 +465,7 @@ class RewardScorer:
             reads = [read_position(x, self.head_pad_id) for x in tok.ids]
             candidates = [k for k in range(n) if not tok.cut[k]]
             hidden = int(getattr(_text_config(self.model), "hidden_size", 0) or getattr(_text_config(self.model), "n_embd", 0) or 512)
-            grouped = share_groups(tok.ids, reads, candidates, ATTENTION_PER_HIDDEN * hidden)
+            grouped = share_groups(tok.ids, reads, candidates, ATTENTION_PER_HIDDEN * hidden, self.config.batch_size)
         in_group = {k for _, members in grouped for k in members}
         rows = [_Row(0, [k], len(tok.ids[k])) for k in range(n) if k not in in_group]
         for prefix, members in grouped:
