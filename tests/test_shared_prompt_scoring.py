@@ -84,7 +84,6 @@ def test_shared_scores_equal_plain(family, data_dir, pack_everything):
     assert rep.padded_tokens < 0.8 * prep.padded_tokens, "the prompts were computed once"
     batches, _, _ = shared.plan(texts)
     assert all(len(b.text_index) <= 4 for b in batches), "a row (and a batch) never holds more than batch_size texts"
-    assert any(len(b.text_index) == 4 and b.input_ids.shape[0] == 1 for b in batches), "RM-Bench: 4 of 6 packed"
     if family == "tiny-gemma":  # the sliding-window layers (window 128) must see texts longer than the window
         assert max(len(tok(t)["input_ids"]) for t in texts) > 3 * model.config.sliding_window
 
@@ -122,6 +121,8 @@ def test_prefix_is_the_exact_common_token_prefix(data_dir, pack_everything):
     (prefix, members), = share_groups(ids, reads, range(4), 1e12)
     lcp = min(next((i for i, (a, b) in enumerate(zip(ids[0], x)) if a != b), min(len(ids[0]), len(x))) for x in ids)
     assert prefix == min(lcp, *reads) and sorted(members) == [0, 1, 2, 3]
+    # a row holds at most max_members texts (the scorer passes its batch size)
+    assert [len(m) for _, m in share_groups(ids, reads, range(4), 1e12, max_members=3)] == [3]
     np.testing.assert_allclose(scorer.score(texts), RewardScorer(model, tok, _cfg(False)).score(texts),
                                rtol=1e-5, atol=1e-5)
 
