@@ -8,18 +8,22 @@ Everything runs side by side in one invocation, on one RM and the same real HH-R
     which any neuron scoring must pay. With the base model (for the ``change`` score) the
     recorder also runs the untrained backbone on every batch, so it is compared with *two* plain
     passes (2 × the plain time: the RM's and the base model's). Target: ≤ 1.15×.
-(b) The paper's approach, re-implemented plainly here: tokenise, pad every text to the maximum
-    length, run the model **without an attention mask** (as the paper's code did; with right
-    padding and a causal decoder the real tokens' activations are the same either way, only the
-    pad positions differ), keep every layer's full activation tensor of the batch
-    (hooks append them, then ``torch.stack``: layers × batch × length × neurons, float32), then
-    reduce to per-neuron means (``--paper-keep dataset``: keep them for the whole dataset before
-    reducing, instead of per batch, in the timed runs; (c) measures both). The same max length is
-    used as ours for fairness, and the paper's own 1024 as well where it fits in memory (on the
-    first ``--pairs``/4 pairs).
-    The paper's code averages the padding in; the script reduces both ways and checks that the
-    *real-token* signed mean equals our ``magnitude`` score (float tolerance), so the two
-    computations being timed are the same one.
+(b) The paper's approach, re-implemented plainly here after its code (EshaanT/RM-alignment_tension
+    at 96efa92: RM_interpretation/neural_score/dataset.py pads every text on the right to the
+    max length, ``padding="max_length"``; scoring.py ``compute_mlp_activation`` runs the model
+    **without an attention mask**, keeps every layer's activations of the batch, then multiplies
+    them by the attention mask, sums over batch and positions and divides by the real-token
+    count; neuron_scoring.py runs the chosen texts and the rejected texts in separate passes and
+    abalate.py averages the two means). Here: hooks append every layer's activations, then
+    ``torch.stack`` (layers × batch × length × neurons, float32), then that masked mean
+    (``--paper-keep dataset``: keep the activations for the whole dataset before reducing, instead
+    of per batch, in the timed runs; (c) measures both). With right padding and a causal decoder
+    the real tokens' activations are the same with or without the mask, and the pads are masked
+    out of the sums, so the paper's numbers are ours: the script checks that its per-side mean,
+    averaged over the two sides, equals our ``magnitude`` score (float tolerance) — the two
+    computations being timed are the same one. The same max length is used as ours for
+    fairness, and the paper's own 1024 as well where it fits in memory (on the first
+    ``--pairs``/4 pairs).
 (c) Peak memory for N and 4N pairs (``--mem-pairs``), our recorder (target: flat) and the paper's
     approach keeping activations per batch and per dataset. These pairs are the first ones (same
     hash order) whose two sides both reach the max length, so every batch has the same shape
@@ -165,11 +169,11 @@ def warm_pair(tok, template: str) -> tuple[str, str]:
 
 
 class PaperScorer:
-    """Pad to ``max_length``, no attention mask, keep all layers' activations, then reduce.
+    """Pad to ``max_length``, no attention mask, keep all layers' activations, then the masked mean.
 
     Tokens are exactly ours (same tokenizer call, same left cut), so the comparison isolates
-    padding, keeping and reducing. Reduces two ways: over all positions (the paper: pads averaged
-    in) and over real tokens (what our ``magnitude`` computes; used for the equality check).
+    padding, keeping and reducing. The reduction is the paper's (scoring.py at 96efa92):
+    ``act * mask`` summed over batch and positions, divided by the number of real tokens.
     ``keep="batch"``: reduce after each batch; ``keep="dataset"``: after the whole dataset.
     """
 
@@ -199,10 +203,9 @@ class PaperScorer:
             else:
                 handles.append(module.register_forward_pre_hook(lambda _m, a: acts.append(a[0].detach())))
         kept: list[tuple[torch.Tensor, torch.Tensor]] = []
-        sum_all = torch.zeros(L, N, dtype=torch.float64)
-        sum_real = torch.zeros(L, N, dtype=torch.float64)
+        running = torch.zeros(L, N, dtype=torch.float64)
         scores = []
-        self.tokens = self.positions = 0
+        tokens = 0
         try:
             for start in range(0, len(ids), self.batch_size):
                 rows = ids[start:start + self.batch_size]
@@ -217,27 +220,27 @@ class PaperScorer:
                 scores.append(out.logits[:, 0].float())
                 full = torch.stack(acts)  # (L, B, T, N): every layer's full activations of the batch
                 acts.clear()
+                tokens += int(mask.sum())
                 self.tokens += int(mask.sum())
                 self.positions += x.numel()
                 if self.keep == "dataset":
                     kept.append((full, mask))
                 else:
-                    self._reduce(full, mask, sum_all, sum_real)
+                    self._reduce(full, mask, running)
                 del full
             for full, mask in kept:
-                self._reduce(full, mask, sum_all, sum_real)
+                self._reduce(full, mask, running)
             kept.clear()
         finally:
             for h in handles:
                 h.remove()
-        return (sum_all / self.positions).numpy(), (sum_real / self.tokens).numpy(), torch.cat(scores).numpy()
+        return (running / tokens).numpy(), torch.cat(scores).numpy()
 
     @staticmethod
-    def _reduce(full, mask, sum_all, sum_real):
-        L, B, T, N = full.shape
-        flat = full.reshape(L, B * T, N)
-        sum_all += flat.sum(dim=1).double()
-        sum_real += torch.matmul(mask.reshape(1, 1, B * T).expand(L, 1, B * T), flat)[:, 0].double()
+    def _reduce(full, mask, running):
+        """The paper's ``act = act * mask; running[i] += act.sum(dim=(0, 1))`` for every layer i."""
+        for i in range(full.shape[0]):
+            running[i] += (full[i] * mask[:, :, None]).sum(dim=(0, 1)).double()
 
 
 # ----------------------------------------------------------------------------- one measured run (subprocess)
@@ -291,7 +294,11 @@ def worker(args) -> int:
         out = {}
 
         def run():
-            out["all"], out["real"], out["scores"] = paper(texts)
+            # the paper's neuron_scoring.py: one pass over the chosen texts, one over the rejected texts;
+            # abalate.py's get_neuron_score averages the two per-side means
+            paper.tokens = paper.positions = 0
+            (mean_c, s_c), (mean_r, s_r) = paper([p[0] for p in pairs]), paper([p[1] for p in pairs])
+            out["mean"], out["scores"] = (mean_c + mean_r) / 2, np.stack([s_c, s_r], axis=1).reshape(-1)
             return {"tokens": paper.tokens, "positions": paper.positions, "texts": len(texts)}
         paper([t for p in warm for t in p])
     else:
@@ -316,7 +323,7 @@ def worker(args) -> int:
                      change=compute_scores(st, "change") if st.diff is not None else np.zeros(0),
                      rm_scores=out["scores"].reshape(-1))
         elif args.worker == "paper":
-            np.savez(path, paper_all=out["all"], paper_real=out["real"], rm_scores=out["scores"])
+            np.savez(path, paper_mean=out["mean"], rm_scores=out["scores"])
     print("RESULT " + json.dumps(info), flush=True)
     return 0
 
@@ -469,10 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     ours, ch = np.load(tmp / "stats.npz"), np.load(tmp / "change.npz")
     check_lines = []
     ok = True
-    jaccard_pad = None
     if paper:
         pp = np.load(tmp / "paper.npz")
-        mag, real, allpos = ours["magnitude"], pp["paper_real"], pp["paper_all"]
+        mag, real = ours["magnitude"], pp["paper_mean"]
         diff = float(np.abs(mag - real).max())
         scale = float(np.abs(real).max())
         k = int(round(0.1 * mag.size))
@@ -485,15 +491,13 @@ def main(argv: list[str] | None = None) -> int:
 
         sdiff = float(np.abs(ours["rm_scores"] - pp["rm_scores"]).max())
         ok = diff <= args.tolerance * scale and sdiff <= 1e-3
-        jaccard_pad = jac(top(allpos), top(real))
         check_lines += [
-            f"equality: our magnitude (signed mean over real tokens, float64 sums) vs the paper-style real-token mean: "
+            f"equality: our magnitude (per side signed mean over real tokens, float64 sums, (chosen + rejected) / 2) vs "
+            f"the paper's reduction (pad to {ML}, no attention mask, act × mask summed / real tokens, per side, then "
+            f"averaged; {paper['positions']:,} positions for {paper['tokens']:,} real tokens): "
             f"max |diff| {diff:.2e} (max |score| {scale:.3f}, relative tolerance {args.tolerance:g}) → "
             f"{'EQUAL' if diff <= args.tolerance * scale else 'DIFFERENT'}; top-10% sets Jaccard "
             f"{jac(top(mag), top(real)):.3f}; RM scores max |diff| {sdiff:.2e}",
-            f"the paper's own reduction (pads averaged in: {paper['positions']:,} positions for {paper['tokens']:,} real "
-            f"tokens) vs real tokens only: top-10% magnitude sets Jaccard {jaccard_pad:.3f}, "
-            f"max |Δ mean| {float(np.abs(allpos - real).max()):.3f}",
         ]
     check_lines.append(f"change scores of an untrained RM against its own backbone: max {float(np.abs(ch['change']).max()):.2e} "
                        "(the same weights, so 0 is expected: the base saw the identical tokens)")
@@ -533,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     print("(b) the paper's approach (pad to max length, no attention mask, keep every layer's activations of the batch, "
-          "then reduce) vs ours")
+          "then the masked mean) vs ours")
     hdr = f"{'configuration':44s} {'max len':>7s} {'wall s':>7s} {'CPU s':>7s} {'peak MB':>8s} {'positions':>9s} " \
           f"{'time ×':>7s} {'mem ×':>7s}"
     print(hdr)
@@ -590,8 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json_out).write_text(json.dumps({
             "model": args.rm or label, "layers": L, "neurons": N, "pairs": P, "mem_pairs": MN, "max_length": ML,
             "batch_size": B, "threads": args.threads, "load_start": load0, "load_end": load1, "minutes": minutes,
-            "runs": {"|".join(map(str, k)): v for k, v in runs.items()}, "memory": mem_out, "equal": ok,
-            "paper_pads_in_top10_jaccard": jaccard_pad}, indent=2) + "\n")
+            "runs": {"|".join(map(str, k)): v for k, v in runs.items()}, "memory": mem_out, "equal": ok},
+            indent=2) + "\n")
     if not ok:
         print("error: our statistics and the paper-style computation disagree: the comparison is meaningless",
               file=sys.stderr)

@@ -156,7 +156,7 @@ def make_pipeline(model, tokenizer, batch_size: int):
     from transformers import pipeline
 
     return pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1, batch_size=batch_size,
-                    function_to_apply="none")
+                    function_to_apply="none", trust_remote_code=False)
 
 
 def run_pipeline(pipe, texts: list[str], batch_size: int, max_length: int) -> tuple[np.ndarray, Timing]:

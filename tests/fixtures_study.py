@@ -64,11 +64,10 @@ def _eval(rng: random.Random, objective: str) -> dict[str, Any]:
 
 
 def _thirds(per_layer: dict[str, int], n_layers: int) -> dict[str, int]:
-    cut1, cut2 = (2 * n_layers + 3) // 6, (4 * n_layers + 3) // 6  # round_half_up(j·L/3), as neurons.sets
     t = {"early": 0, "middle": 0, "late": 0}
     for layer, c in per_layer.items():
-        i = int(layer)
-        t["early" if i < cut1 else "middle" if i < cut2 else "late"] += c
+        i = int(layer)  # the paper's rule: layer < L/3 early, < 2L/3 middle
+        t["early" if 3 * i < n_layers else "middle" if 3 * i < 2 * n_layers else "late"] += c
     return t
 
 
@@ -88,6 +87,7 @@ def make_summary(backbones: Sequence[str] = ("tiny-gpt2",), seeds: Sequence[int]
                              "ablation": {"sets": ["own", "shared", "helpful-only", "harmless-only", "random"],
                                           "curves": {"k": list(CURVE_KS), "methods": ["magnitude", "change", "random"]}}}},
         "runs": [], "retention": [], "calibration": [], "neurons": [], "overlap": [], "ablation": [], "curves": [],
+        "neurons_seed_mean": [], "overlap_seed_mean": [],
     }
     for bb in backbones:
         for seed in seeds:
@@ -119,6 +119,7 @@ def make_summary(backbones: Sequence[str] = ("tiny-gpt2",), seeds: Sequence[int]
                         "share_mixed_smaller": round(rng.uniform(0.6, 0.85), 4),
                         "hist": _hist(rng, (sm, mm), (0.8, 0.5), ("single", "mixed"), -1.0, 4.0)})
             sets: dict[tuple[str, str], set[int]] = {}
+            rmsd_of: dict[str, dict] = {}  # one statistics pass per RM: the same RMSD for every method
             for method in ("magnitude", "change"):
                 for obj in OBJECTIVES:
                     # later layers favoured, as the paper finds
@@ -132,15 +133,30 @@ def make_summary(backbones: Sequence[str] = ("tiny-gpt2",), seeds: Sequence[int]
                     summary["neurons"].append({
                         "backbone": bb, "objective": obj, "seed": seed, "method": method, "site": "mlp.act", "k": k,
                         "selected": len(chosen), "total": total, "n_layers": n_layers, "per_layer": per_layer,
-                        "thirds": _thirds(per_layer, n_layers), "set_file": f"steps/neurons/{bb}-{obj}-{seed}-{method}.json"})
+                        "thirds": _thirds(per_layer, n_layers), "set_file": f"steps/neurons/{bb}-{obj}-{seed}-{method}.json",
+                        "rmsd": rmsd_of.setdefault(obj, {"per_pair": round(rng.uniform(0.2, 0.4), 4),
+                                                         "per_pair_std": 0.05, "pairs": 64,
+                                                         "dataset_means": round(rng.uniform(0.01, 0.05), 4)})})
+                    if seed == seeds[0]:  # one seed-mean set per RM type (the paper's aggregate)
+                        summary["neurons_seed_mean"].append({
+                            "backbone": bb, "objective": obj, "seeds": list(seeds), "aggregate": "seed-mean",
+                            "method": method, "site": "mlp.act", "k": k, "selected": len(chosen), "total": total,
+                            "n_layers": n_layers, "per_layer": per_layer, "thirds": _thirds(per_layer, n_layers),
+                            "rmsd_dataset_means": round(rng.uniform(0.01, 0.05), 4)})
                 a, b, m = sets[(method, "helpful")], sets[(method, "harmless")], sets[(method, "mixed")]
                 union = a | b
-                summary["overlap"].append({
+                entry = {
                     "backbone": bb, "seed": seed, "method": method, "k": k,
                     "helpful_harmless": {"a": len(a), "b": len(b), "shared": len(a & b), "a_only": len(a - b),
                                          "b_only": len(b - a), "jaccard": len(a & b) / len(union),
                                          "overlap_share": len(a & b) / min(len(a), len(b))},
-                    "mixed_retention": len(m & union) / len(union)})
+                    "mixed_retention": len(m & union) / len(union | m),
+                    "mixed_retention_of_single": len(m & union) / len(union)}
+                summary["overlap"].append(entry)
+                if seed == seeds[0]:
+                    summary["overlap_seed_mean"].append({**{k_: v for k_, v in entry.items() if k_ != "seed"},
+                                                         "aggregate": "seed-mean",
+                                                         "seeds": {o: list(seeds) for o in OBJECTIVES}})
             plans = [("helpful", "own", None), ("harmless", "own", None), ("mixed", "own", None),
                      ("mixed", "shared", None), ("mixed", "helpful-only", None), ("mixed", "harmless-only", None),
                      ("mixed", "random", "shared"), ("helpful", "random", "own")]

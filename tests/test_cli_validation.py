@@ -259,14 +259,14 @@ def test_run_with_the_config_inside_its_own_out_folder(tmp_path, monkeypatch):
     import rmtension.study.pipeline as pipeline
     from rmtension.cli.cmd_study import _execute
 
-    monkeypatch.setattr(pipeline, "execute", lambda plan, cell, echo: {"ran": 0, "cached": 0})
+    monkeypatch.setattr(pipeline, "execute", lambda plan, cell, echo, **kw: {"ran": 0, "cached": 0})
     cfg = tmp_path / "config.yaml"
     cfg.write_text("backbones: [tiny-llama]\n")
-    assert _execute(None, str(tmp_path), "tiny-llama/helpful/0", report=False, config_path=str(cfg)) == 0
+    assert _execute(None, str(tmp_path), "tiny-llama/helpful/0", report=False, config_text=cfg.read_bytes()) == 0
     assert cfg.read_text() == "backbones: [tiny-llama]\n"
     other = tmp_path / "elsewhere.yaml"  # a config beside it is still copied in
     other.write_text("backbones: [tiny-gpt2]\n")
-    _execute(None, str(tmp_path), "x", report=False, config_path=str(other))
+    _execute(None, str(tmp_path), "x", report=False, config_text=other.read_bytes())
     assert cfg.read_text() == "backbones: [tiny-gpt2]\n"
 
 
@@ -320,7 +320,7 @@ def test_disk_errors_anywhere_in_a_command_are_one_line(capsys, tmp_path, monkey
 def test_a_disk_error_wrapped_by_a_library_is_found_in_the_chain(capsys, tmp_path, monkeypatch):
     import rmtension.study.pipeline as pipeline
 
-    def execute(plan, cell, echo):
+    def execute(plan, cell, echo, **kw):
         try:
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "steps" / "x.bin"))
         except OSError as inner:

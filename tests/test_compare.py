@@ -222,9 +222,21 @@ def test_end_to_end_three_tiny_rms(data_dir, tmp_path, capsys):
         dirs.append(out)
     capsys.readouterr()
     assert main(["compare", *map(str, dirs), "--out", str(tmp_path / "cmp.json")]) == 0
-    assert "tiny-gpt2 seed 0" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "tiny-gpt2 seed 0" in printed
+    assert "length controls (tokens)" in printed and "longer-wins" in printed  # issue 11: beside the scores
     data = json.loads((tmp_path / "cmp.json").read_text())
     tasks = data["comparisons"][0]["tasks"]
+    # the length columns are those each eval wrote for the same items (one baseline, one ρ per RM)
+    for objective, d in zip(("mixed", "helpful", "harmless"), dirs):
+        res = json.loads((d / "results.json").read_text())
+        for key, t in tasks.items():
+            bench, subset = key.rsplit("/", 1)
+            stored = res["benchmarks"][bench]["subsets"][subset]
+            assert t["length"]["length_baseline"] == stored["length_baseline"]
+            assert t["length"]["margin_length_spearman"][objective] == stored["margin_length_spearman"]
+            assert t["length"]["length_matched"][objective] == stored["length_matched"]
+            assert t["length"]["accuracy_ci95"][objective] == stored["ci95"]
     assert set(tasks) == {"rm-bench:chat,safety-refuse/chat", "rm-bench:chat,safety-refuse/safety-refuse", "toy/toy-chat"}
     # Expected sets written out independently of rmtension.analysis.retention. Default unit, the
     # paper's (EshaanT/RM-alignment_tension @ 96efa92: dataset.py::get_rm_bench zips chosen[s] with

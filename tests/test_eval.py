@@ -21,10 +21,12 @@ import torch
 from rmtension.bench.groups import get_grouping
 from rmtension.bench.loaders import load_benchmark
 from rmtension.cli.main import main
+from rmtension.analysis.length import controls_from_rows
 from rmtension.evaluation.aggregate import bootstrap_macro_ci
 from rmtension.evaluation.evaluate import BOOTSTRAP_RESAMPLES, evaluate, read_items, read_results
 from rmtension.evaluation.metrics import (
     best_of_n_correct,
+    jsonable,
     pairwise_correct,
     rm_bench_correct,
     rm_bench_matrix,
@@ -131,12 +133,20 @@ def check_recomputable(results: dict, items: list[dict]) -> None:
             assert correct == [r["correct"] for r in rows], f"{bench}/{subset}: per-item correctness"
             assert _close(s["score"], float(np.mean(correct))), f"{bench}/{subset}: subset score"
             if "strict_score" in s:
-                strict = np.mean([strict_correct(r["chosen_scores"], r["rejected_scores"]) for r in rows])
-                assert _close(s["strict_score"], float(strict))
+                strict = [strict_correct(r["chosen_scores"], r["rejected_scores"]) for r in rows]
+                assert _close(s["strict_score"], float(np.mean(strict)))
+                ci = bootstrap_macro_ci([strict], n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+                assert s["strict_ci95"] == {"low": ci.low, "high": ci.high}, f"{bench}/{subset}: strict_ci95"
             if s["metric"] == "rm-bench":
                 parts = _rm_bench_parts(rows)
                 for key in ("hard", "normal", "easy"):
                     assert _close(s[key], parts[key]), f"{bench}/{subset}: {key}"
+                    # per-item parts resampled: their means are the subset's part, so the interval holds it
+                    assert s[f"{key}_ci95"]["low"] <= s[key] + 1e-12 and s[key] <= s[f"{key}_ci95"]["high"] + 1e-12
+            # length controls (issue 11): the same pure function on the rows gives the same fields
+            again = jsonable(controls_from_rows(rows, n_resamples=BOOTSTRAP_RESAMPLES))
+            for key in ("length_baseline", "margin_length_spearman", "length_matched", "length_bins"):
+                assert s[key] == again[key], f"{bench}/{subset}: {key}"
             if s["in_group_mean"]:  # the grouping decides which subsets the group means take
                 group_scores[s["group"]].append(s["score"])
                 group_correct[s["group"]].append(correct)
@@ -170,6 +180,8 @@ def check_recomputable(results: dict, items: list[dict]) -> None:
     task_scores: dict[str, list[float]] = defaultdict(list)
     for task, src in task_sources.items():
         assert _close(results["tasks"][task]["score"], float(np.mean([x for _, _, x in src]))), task
+        ci = bootstrap_macro_ci([c for _, c, _ in src], n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+        assert results["tasks"][task]["ci95"] == {"low": ci.low, "high": ci.high}, f"task {task}: ci95"
         task_scores[src[0][0]].append(results["tasks"][task]["score"])
     for g in ("helpful", "harmless"):
         assert _close(results["groups"][g], float(np.mean(task_scores[g])) if task_scores[g] else None), g
@@ -252,6 +264,15 @@ def test_rewardbench_shaped_local_file_gives_section_scores(rm_dir, data_dir, tm
     }
     got = entry["aggregate"]["sections"]
     assert set(got) == set(want) and all(_close(got[k], want[k]) for k in want)
+    # each section's interval: the subsets resampled apart, weighted by EXAMPLE_COUNTS as the score is
+    cis = entry["aggregate_ci95"]["sections"]
+    correct = {k: [r["correct"] for r in items if r["subset"] == k] for k in s}
+    chat_hard = bootstrap_macro_ci([correct["mt-bench-hard"], correct["llmbar-natural"]], weights=[37, 100],
+                                   n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+    assert cis["Chat Hard"] == {"low": chat_hard.low, "high": chat_hard.high}
+    assert set(cis) == set(want) and all(cis[k]["low"] <= got[k] + 1e-12 <= cis[k]["high"] + 2e-12 for k in want)
+    overall = entry["aggregate"]["overall"]
+    assert entry["aggregate_ci95"]["overall"]["low"] <= overall <= entry["aggregate_ci95"]["overall"]["high"]
     assert _close(entry["aggregate"]["overall"], float(np.mean(list(want.values()))))
     assert entry["subsets"]["xstest-should-respond"]["group"] == "harmless"
     assert _close(entry["groups"]["harmless"], (s["refusals-dangerous"] + s["xstest-should-respond"]) / 2)

@@ -83,7 +83,9 @@ def test_score_select_compare_combine(capsys, tmp_path, tiny_rm, pairs_file):
     sel_b = _json(capsys, "neurons", "select", "--scores", mag, "--top-percent", "10", "--method", "rms",
                   "--per-layer", "--out", tmp_path / "b.json")
     assert sel_b["per_layer"] == {"0": 19, "1": 19} and sel_b["method"] == "rms"
-    expected = np.argsort(-np.sqrt(stats.act.sq_sum.sum(0) / stats.act.count.sum())[0], kind="stable")[:19]
+    # the file was scored with the default pool, group-mean: each side's RMS, then (chosen + rejected) / 2
+    per_side = np.sqrt(stats.act.sq_sum / stats.act.count[:, None, None])
+    expected = np.argsort(-per_side.mean(0)[0], kind="stable")[:19]
     assert load_set(tmp_path / "b.json").by_layer()[0] == sorted(expected.tolist())
 
     cmp_ = _json(capsys, "neurons", "compare", tmp_path / "a.json", tmp_path / "b.json",

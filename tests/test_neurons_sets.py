@@ -51,11 +51,16 @@ def test_score_methods_match_definitions():
     dc, dr = rng.normal(size=(50, 3, 8)), rng.normal(size=(30, 3, 8))
     stats = _stats_from({"chosen": c, "rejected": r}, {"chosen": dc, "rejected": dr})
     allt = np.concatenate([c, r])
-    np.testing.assert_allclose(compute_scores(stats, "magnitude"), allt.mean(0))
-    np.testing.assert_allclose(compute_scores(stats, "mean-abs"), np.abs(allt).mean(0))
-    np.testing.assert_allclose(compute_scores(stats, "rms"), np.sqrt((allt**2).mean(0)))
-    np.testing.assert_allclose(compute_scores(stats, "prob"), (allt > 0).mean(0))
-    np.testing.assert_allclose(compute_scores(stats, "change"), np.sqrt((np.concatenate([dc, dr]) ** 2).mean(0)))
+    np.testing.assert_allclose(compute_scores(stats, "magnitude", "all"), allt.mean(0))
+    np.testing.assert_allclose(compute_scores(stats, "mean-abs", "all"), np.abs(allt).mean(0))
+    np.testing.assert_allclose(compute_scores(stats, "rms", "all"), np.sqrt((allt**2).mean(0)))
+    np.testing.assert_allclose(compute_scores(stats, "prob", "all"), (allt > 0).mean(0))
+    np.testing.assert_allclose(compute_scores(stats, "change", "all"), np.sqrt((np.concatenate([dc, dr]) ** 2).mean(0)))
+    # the default, group-mean: each side over its own tokens, then (chosen + rejected) / 2 (the paper)
+    np.testing.assert_allclose(compute_scores(stats, "magnitude"), (c.mean(0) + r.mean(0)) / 2)
+    np.testing.assert_allclose(compute_scores(stats, "change"),
+                               (np.sqrt((dc**2).mean(0)) + np.sqrt((dr**2).mean(0))) / 2)
+    assert not np.allclose(compute_scores(stats, "magnitude"), allt.mean(0))  # 50 vs 30 tokens: they differ
     np.testing.assert_allclose(compute_scores(stats, "magnitude", pool="chosen"), c.mean(0))
     np.testing.assert_allclose(compute_scores(stats, "rms", pool="rejected"), np.sqrt((r**2).mean(0)))
     rand = compute_scores(stats, "random", seed=3)
@@ -121,7 +126,9 @@ def test_overlap_and_retention_figures():
     assert overlap(e, e)["jaccard"] == 1.0 and overlap(e, a)["overlap_share"] is None
     mixed = NeuronSet.from_indices(2, 10, {0: [0, 4, 9], 1: [1, 5]})
     r = retention(mixed, a, b)  # H ∪ A = {0:0,1,2,3,4; 1:0,1} (7); M keeps 0:0, 0:4, 1:1 → 3
-    assert (r["retained"], r["single_union"]) == (3, 7) and r["retention"] == pytest.approx(3 / 7)
+    # H ∪ A ∪ M adds 0:9 and 1:5 → 9: the paper's retention is 3/9, the share of H ∪ A kept 3/7
+    assert (r["retained"], r["single_union"], r["all_union"]) == (3, 7, 9)
+    assert r["retention"] == pytest.approx(3 / 9) and r["retention_of_single"] == pytest.approx(3 / 7)
     assert r["retention_helpful"] == pytest.approx(2 / 6) and r["retention_harmless"] == pytest.approx(2 / 4)
 
 
@@ -130,10 +137,10 @@ def test_thirds_split_and_location():
         return [hi - lo for _, lo, hi in thirds(n)]
 
     assert thirds(30) == [("early", 0, 10), ("middle", 10, 20), ("late", 20, 30)]
-    assert sizes(31) == [10, 11, 10] and sizes(32) == [11, 10, 11] and sizes(12) == [4, 4, 4]
-    assert sizes(2) == [1, 0, 1] and sizes(1) == [0, 1, 0] and sizes(4) == [1, 2, 1]
+    assert sizes(31) == [11, 10, 10] and sizes(32) == [11, 11, 10] and sizes(12) == [4, 4, 4]
+    assert sizes(2) == [1, 1, 0] and sizes(1) == [1, 0, 0] and sizes(4) == [2, 1, 1] and sizes(5) == [2, 2, 1]
     for n in range(1, 80):
-        assert sum(sizes(n)) == n and max(sizes(n)) - min(sizes(n)) <= 1
+        assert sum(sizes(n)) == n
     s = NeuronSet.from_indices(30, 4, {0: [0, 1], 9: [3], 10: [0], 29: [0, 1, 2, 3]})
     loc = location(s)
     assert loc["early"] == {"layers": [0, 9], "count": 3, "share": 3 / 8}

@@ -90,7 +90,7 @@ def test_run_with_out_the_configs_own_folder(tmp_path, capsys, monkeypatch):
     out.mkdir()
     cfg = out / "config.yaml"
     cfg.write_text("name: t\nbackbones: [tiny-llama]\nobjectives: [helpful]\nseeds: [0]\nreport: {enabled: false}\n")
-    monkeypatch.setattr(P, "execute", lambda plan, cell, echo: {"ran": 0, "cached": 0})
+    monkeypatch.setattr(P, "execute", lambda plan, cell, echo, **kw: {"ran": 0, "cached": 0})
     monkeypatch.setattr(P, "write_summary", lambda plan: out / "summary.json")
     rc = main(["run", str(cfg), "--out", str(out)])
     assert rc == 0, capsys.readouterr().err

@@ -118,8 +118,22 @@ def test_retention_overlap_margin_and_ablation_csvs(full):
         assert float(row[f"{col} (fraction) mean"]) == pytest.approx(statistics.mean(vals))
 
     keep = [e["mixed_retention"] for e in summary["overlap"] if e["backbone"] == "tiny-gpt2" and e["method"] == "change"]
-    row = next(r for r in read_csv(tables / "overlap.csv") if r["Backbone"] == "tiny-gpt2" and r["Method"] == "change")
+    rows = [r for r in read_csv(tables / "overlap.csv") if r["Backbone"] == "tiny-gpt2" and r["Method"] == "change"]
+    row = next(r for r in rows if r["Sets"] == "per seed")
     assert float(row["Mixed RM retention (fraction) mean"]) == pytest.approx(statistics.mean(keep))
+    single = [e["mixed_retention_of_single"] for e in summary["overlap"]
+              if e["backbone"] == "tiny-gpt2" and e["method"] == "change"]
+    assert float(row["Mixed keeps of H ∪ A (fraction) mean"]) == pytest.approx(statistics.mean(single))
+    # the paper's seed-mean sets have their own, labelled row (one value, no spread over seeds)
+    paper = next(r for r in rows if r["Sets"] == "seed-mean scores (paper)")
+    agg = next(e for e in summary["overlap_seed_mean"] if e["backbone"] == "tiny-gpt2" and e["method"] == "change")
+    assert float(paper["Mixed RM retention (fraction) mean"]) == pytest.approx(agg["mixed_retention"])
+    thirds = [r for r in read_csv(tables / "neuron_thirds.csv") if r["Backbone"] == "tiny-gpt2"]
+    assert {r["Sets"] for r in thirds} == {"per seed", "seed-mean scores (paper)"}
+    rmsd = next(r for r in read_csv(tables / "neuron_rmsd.csv") if (r["Backbone"], r["RM"]) == ("tiny-gpt2", "mixed"))
+    per_seed = list({e["seed"]: e["rmsd"]["dataset_means"] for e in summary["neurons"]
+                     if (e["backbone"], e["objective"]) == ("tiny-gpt2", "mixed")}.values())
+    assert float(rmsd["RMSD of dataset means mean"]) == pytest.approx(statistics.mean(per_seed))
 
     share = [e["share_mixed_smaller"] for e in summary["calibration"]
              if (e["backbone"], e["single"], e["group"]) == ("org/tiny-llama", "harmless", "all")]
@@ -191,7 +205,8 @@ def test_stat_and_formatting():
 
 def test_empty_sections_say_not_run(tmp_path, capsys):
     summary = make_summary(seeds=(0,))
-    for key in ("retention", "calibration", "neurons", "overlap", "ablation", "curves"):
+    for key in ("retention", "calibration", "neurons", "overlap", "ablation", "curves", "neurons_seed_mean",
+                "overlap_seed_mean"):
         summary[key] = []
     write_summary(tmp_path, summary)
     assert main(["report", str(tmp_path)]) == 0
@@ -338,3 +353,20 @@ def test_accuracy_section_names_the_grouping_and_marks_excluded_subsets(tmp_path
     section = accuracy_section(parse_summary(summary, tmp_path / "summary.json"))
     text = " ".join(b.text for b in section.blocks if isinstance(b, Paragraph))
     assert "records no grouping" in text and "`all`" in text
+
+
+def test_old_summary_retention_is_not_shown_as_the_papers():
+    """A summary gathered before issue 10 holds only |M ∩ (H ∪ A)| / |H ∪ A| as ``mixed_retention``
+    (its detail has no ``all_union``): the report shows it as the share of H ∪ A, never as the paper's
+    |M ∩ (H ∪ A)| / |H ∪ A ∪ M|."""
+    from rmtension.report.aggregate import overlap_rows
+
+    hh = {"a": 10, "b": 10, "shared": 6, "a_only": 4, "b_only": 4, "jaccard": 6 / 14, "overlap_share": 0.6}
+    old = {"backbone": "x", "seed": 0, "method": "magnitude", "k": 10, "helpful_harmless": hh,
+           "mixed_retention": 0.5, "mixed_retention_detail": {"retained": 7, "single_union": 14, "retention": 0.5}}
+    new = {**old, "seed": 1, "mixed_retention": 7 / 17, "mixed_retention_of_single": 0.5,
+           "mixed_retention_detail": {"retained": 7, "single_union": 14, "all_union": 17}}
+    (row_old,) = overlap_rows([old])
+    assert row_old.mixed_retention.missing and row_old.mixed_retention_of_single.mean == 0.5
+    (row_new,) = overlap_rows([new])
+    assert row_new.mixed_retention.mean == pytest.approx(7 / 17) and row_new.mixed_retention_of_single.mean == 0.5

@@ -149,6 +149,17 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     # k/(2−k) ≈ 0.05 at 10%), not the same set twice (Jaccard 1).
     rand = next(o for o in summary["overlap"] if o["method"] == "random")["helpful_harmless"]
     assert rand["a"] == rand["b"] > 0 and rand["jaccard"] < 0.5
+    # The paper's aggregate over seeds (here one seed): labelled entries beside the per-seed ones, no random.
+    agg = summary["neurons_seed_mean"]
+    assert {(e["objective"], e["method"]) for e in agg} == {(o, m) for o in ("helpful", "harmless", "mixed")
+                                                           for m in ("magnitude", "change")}
+    assert all(e["aggregate"] == "seed-mean" and e["seeds"] == [0] for e in agg)
+    mag = {e["objective"]: e for e in summary["neurons"] if e["method"] == "magnitude"}
+    assert all(e["selected"] == mag[e["objective"]]["selected"] for e in agg if e["method"] == "magnitude")
+    ov = next(o for o in summary["overlap_seed_mean"] if o["method"] == "magnitude")
+    d = ov["mixed_retention_detail"]
+    assert ov["mixed_retention"] == d["retained"] / d["all_union"]  # the paper's |M ∩ (H ∪ A)| / |H ∪ A ∪ M|
+    assert all(isinstance(e["rmsd"]["dataset_means"], float) for e in summary["neurons"])
     # 3. Nothing changed: a third run only gathers, and is quick.
     t0 = time.time()
     assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]) == 0
@@ -184,3 +195,70 @@ def test_tiny_config_study_with_report(tmp_path, data_dir):
     report = (out / "report" / "report.md").read_text()
     assert "Not run in this study" not in report
     assert list((out / "report" / "figures").glob("*.png")) and list((out / "report" / "tables").glob("*.csv"))
+
+
+def _numbers(obj):
+    """A summary without what legitimately differs between two runs of the same step (clock times)."""
+    if isinstance(obj, dict):
+        return {k: _numbers(v) for k, v in obj.items() if k not in ("created", "wall_time_s")}
+    if isinstance(obj, list):
+        return [_numbers(v) for v in obj]
+    return obj
+
+
+def test_damaged_cached_outputs_are_rerun_with_the_same_numbers(tmp_path, data_dir, capsys, monkeypatch):
+    """Truncated or altered outputs of finished steps are found before reuse and the steps run again (issue 18, item 4)."""
+    from rmtension.study import steps as steps_mod
+
+    cfg = _write(tmp_path, {**SMALL, "objectives": ["helpful"]})  # one cell: train, eval, neurons, own ablation, curves
+    out = tmp_path / "study"
+    args = ["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]
+    assert main(args) == 0
+    first = _numbers(json.loads((out / "summary.json").read_text()))
+    folder = {kind: next((out / "steps" / kind).iterdir()) for kind in ("train", "eval", "neurons", "ablate-own")}
+    record = json.loads((folder["eval"] / "step.json").read_text())
+    assert record["outputs"]["results.json"]["size"] == (folder["eval"] / "results.json").stat().st_size
+    assert set(record["inputs"]) == {folder["train"].name}
+
+    def truncate(kind: str, rel: str) -> None:
+        path = folder[kind] / rel
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    def rerun(*extra: str) -> tuple[str, dict[str, float]]:
+        before = _markers(out)
+        capsys.readouterr()
+        assert main(args + list(extra)) == 0
+        after = _markers(out)
+        ran = {k.split("/")[1] for k in after if after[k] != before[k]}
+        assert _numbers(json.loads((out / "summary.json").read_text())) == first
+        return capsys.readouterr().err, ran
+
+    # 1. Three independent steps, each with one damaged file (a truncated results.json once crashed every rerun).
+    truncate("eval", "results.json")
+    truncate("neurons", "stats.npz")
+    truncate("ablate-own", "baseline/items.jsonl")
+    err, ran = rerun()
+    for kind, rel in (("eval", "results.json"), ("neurons", "stats.npz"), ("ablate-own", "baseline/items.jsonl")):
+        assert f"step {kind}:tiny-gpt2/helpful-s0: outputs changed ({rel}: size " in err, err
+    assert {"eval", "neurons", "ablate-own"} <= ran and "train" not in ran
+    # 2. A truncated model: training runs again from scratch (never "resumed" from the damaged folder),
+    #    and every step that read the old model follows.
+    truncate("train", "rm/model.safetensors")
+    err, ran = rerun()
+    assert "step train:tiny-gpt2/helpful-s0: outputs changed (rm/model.safetensors: size " in err
+    assert ran == {"train", "eval", "neurons", "ablate-own", "curves"}
+    # 3. Same-size damage to a file above the hash limit: the size check alone cannot see it; --verify can.
+    monkeypatch.setattr(steps_mod, "HASH_LIMIT", 0)
+    stats = folder["neurons"] / "stats.npz"
+    data = bytearray(stats.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stats.write_bytes(bytes(data))
+    capsys.readouterr()
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert "outputs changed" not in err  # the size check alone cannot see it ...
+    # ... and the summary, which reads the statistics for the RMSDs, either does not touch the damaged
+    # member or refuses in one line naming the file — never a traceback or silently wrong numbers.
+    assert rc == 0 or (rc == 2 and "stats.npz" in err and len(err.strip().splitlines()) == 1), err
+    err, ran = rerun("--verify")
+    assert "step neurons:tiny-gpt2/helpful-s0: outputs changed (stats.npz: content differs" in err and "neurons" in ran

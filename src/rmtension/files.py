@@ -3,6 +3,10 @@
 Why atomic: studies are resumed after crashes and a file's presence marks a finished piece of work
 (``results.json``, a step's marker). Writing through a temporary sibling and renaming means a reader
 sees either the old file or the whole new one, never half of it.
+
+The temporary file is created private (``mkstemp`` uses mode 0600); before it is renamed into place
+it gets the mode any other file of the user gets (0666 minus the umask), so neuron sets, statistics
+and results in a shared study folder are as readable as the rest of it.
 """
 from __future__ import annotations
 
@@ -14,6 +18,19 @@ from typing import IO, Any, Callable, Iterable
 
 from rmtension.errors import raise_disk_error
 from rmtension.evaluation.metrics import jsonable
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only for an instant)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: bool = False) -> Path:
@@ -32,7 +49,11 @@ def write_atomic(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: b
         raise
     try:
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)

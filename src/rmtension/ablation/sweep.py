@@ -37,6 +37,7 @@ from rmtension.ablation.resume import LayerResume
 from rmtension.bench.types import Benchmark
 from rmtension.bench.groups import DEFAULT_GROUPING
 from rmtension.evaluation.evaluate import EvalResult, score_benchmarks, summarise_benchmarks
+from rmtension.evaluation.lengths import item_lengths
 from rmtension.evaluation.scorer import RewardScorer, ScoreReport, ScorerConfig
 from rmtension.neurons.sites import ModelSites, model_sites
 
@@ -212,9 +213,10 @@ def _scoring(rep: ScoreReport, scorer: RewardScorer, seconds: float | None, shar
 
 
 def _eval_result(benchmarks: Sequence[Benchmark], tokenizer: Any, template: str, texts: list[str],
-                 scores: np.ndarray, scoring: dict[str, Any], grouping: str = DEFAULT_GROUPING) -> EvalResult:
+                 scores: np.ndarray, scoring: dict[str, Any], grouping: str = DEFAULT_GROUPING,
+                 lengths: list | None = None) -> EvalResult:
     per_bench = score_benchmarks(_FixedScores(tokenizer, scores, texts), benchmarks, template)  # type: ignore[arg-type]
-    results, items = summarise_benchmarks(benchmarks, per_bench, grouping)
+    results, items = summarise_benchmarks(benchmarks, per_bench, grouping, lengths)
     results["scoring"] = dict(scoring)
     return EvalResult(results, items)
 
@@ -240,11 +242,14 @@ def sweep(model: Any, tokenizer: Any, benchmarks: Sequence[Benchmark], ablations
     texts = collector.seen
     base, per_set, stats = score_sweep(scorer, texts, ablations, share=share)
     rep = scorer.last_report
-    baseline = _eval_result(benchmarks, tokenizer, template, texts, base, _scoring(rep, scorer, None, share), grouping)
+    lengths = [item_lengths(b.items, tokenizer, template, scorer.max_length) for b in benchmarks]
+    baseline = _eval_result(benchmarks, tokenizer, template, texts, base, _scoring(rep, scorer, None, share), grouping,
+                            lengths)
     baseline.results["ablation"] = None
     out: list[SetResult] = []
     for ab, scores in zip(ablations, per_set):
-        res = _eval_result(benchmarks, tokenizer, template, texts, scores, _scoring(rep, scorer, None, share), grouping)
+        res = _eval_result(benchmarks, tokenizer, template, texts, scores, _scoring(rep, scorer, None, share), grouping,
+                           lengths)
         res.results["ablation"] = ab.metadata()
         res.results["ablation"]["start_layer"] = stats.starts.get(ab.name)
         res.results["delta_vs_baseline"] = deltas(res, baseline)

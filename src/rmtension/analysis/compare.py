@@ -35,6 +35,7 @@ import numpy as np
 
 from rmtension.analysis.calibration import MARGIN_RULES, CalibrationResult, compare_calibration
 from rmtension.analysis.eval_runs import RunTriple, TaskRows
+from rmtension.analysis.length import task_controls
 from rmtension.analysis.retention import DEFAULT_THRESHOLD, DEFAULT_UNIT, check_unit, retention, unit_correctness
 from rmtension.bench.groups import DEFAULT_GROUPING, get_grouping
 from rmtension.bench.types import GROUPS
@@ -205,6 +206,9 @@ def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()
             res = compare_calibration(scores[single], scores["mixed"], correct[single], correct["mixed"],
                                       threshold=options.threshold, margin=options.margin, bins=options.bins)
             entry["calibration"][single] = _calibration_dict(res, with_hist=False)
+        # length controls (issue 11): length-only baselines, margin–length ρ and length-matched accuracy per RM
+        entry["length"] = task_controls({role: t.rows for role, t in by_role.items()}, ids, entry["metric"],
+                                        {role: _stored_subset(runs[role], t) for role, t in by_role.items()})
         tasks[key] = entry
         for pool in POOLS:
             if pool == "all" or pool == group:
@@ -225,6 +229,13 @@ def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()
         grouping=options.grouping, runs={role: {"path": run.path, "objective": run.objective, "ablation": run.ablation}
               for role, run in runs.items()},
         tasks=tasks, groups=_group_means(tasks), calibration=calibration, skipped_tasks=skipped, notes=notes)
+
+
+def _stored_subset(run: Any, t: TaskRows) -> dict[str, Any] | None:
+    """The task's subset entry in the run's results.json (with the benchmark's length unit)."""
+    bench = run.results.get("benchmarks", {}).get(t.benchmark, {})
+    entry = bench.get("subsets", {}).get(t.subset)
+    return {**entry, "length_unit": bench.get("length_unit", "tokens")} if isinstance(entry, dict) else None
 
 
 def _group_means(tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

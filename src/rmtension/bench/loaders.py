@@ -250,10 +250,12 @@ def rm_heldout_split(rm_dir: str | Path, names: Iterable[str]) -> HeldoutSplit |
     Read from the RM's record alone (no model is loaded); an RM without a recorded split is refused
     with a one-line error naming its record, since its held-out prompts are unknown.
     """
+    from rmtension.models.backbones import check_model_folder
     from rmtension.models.reward_model import heldout_split_of, read_record
 
     if not any(str(n).partition(":")[0] == HH_HELDOUT for n in names):
         return None
+    check_model_folder(rm_dir)  # custom code or pickles are refused before anything in the folder is read
     return heldout_split_of(read_record(rm_dir), rm_dir)
 
 

@@ -142,10 +142,53 @@ def _comparison_tables(c: dict[str, Any], margin_rule: str) -> list[str]:
     out.append(f"calibration: items both the single RM and the mixed RM get right; margin rule {margin_rule}")
     out.append(_table(["single RM", "tasks", "n", "single margin mean/median", "mixed margin mean/median",
                        "mixed smaller", "|score| single", "|score| mixed"], crow))
+    out.extend(_length_table(c))
     for s in c["skipped_tasks"]:
         out.append(f"note: task {s['task']} skipped: not scored by the {', '.join(s['missing_in'])} RM")
     out.extend(f"note: {n}" for n in c["notes"])
     return out
+
+
+def _acc_ci(acc: Any, ci: Any) -> str:
+    if acc is None:
+        return "—"
+    if not ci or ci.get("low") is None:
+        return _f(acc)
+    return f"{acc:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+
+
+def _rho(r: Any) -> str:
+    if not r or r.get("value") is None:
+        return "—"
+    lo, hi = r.get("ci95") or [None, None]
+    return f"{r['value']:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None else "")
+
+
+def _length_table(c: dict[str, Any]) -> list[str]:
+    """Per task: each RM's accuracy with its 95% interval beside what a length rule alone scores,
+    how each RM's margins track length, and each RM's accuracy on length-matched pairs."""
+    rows = []
+    unit = None
+    for key, t in _by_group(c["tasks"]):
+        ln = t.get("length") or {}
+        if not ln:
+            continue
+        unit = ln["unit"]
+        acc, ci = t["accuracy"], ln.get("accuracy_ci95", {})
+        rho, lm = ln.get("margin_length_spearman", {}), ln.get("length_matched", {})
+        base = ln["length_baseline"]
+        matched = " / ".join(_f((lm.get(r) or {}).get("score")) for r in ("mixed", "helpful", "harmless"))
+        n_matched = (lm.get("mixed") or {}).get("n", "")
+        rows.append([key, t["group"] or "?", _acc_ci(acc["mixed"], ci.get("mixed")),
+                     _acc_ci(acc["helpful"], ci.get("helpful")), _acc_ci(acc["harmless"], ci.get("harmless")),
+                     _f(base.get("longer")), _f(base.get("shorter")), _rho(rho.get("mixed")), _rho(rho.get("helpful")),
+                     _rho(rho.get("harmless")), matched, n_matched])
+    if not rows:
+        return []
+    return [f"length controls ({unit}): accuracy [95% CI]; length-only rules; Spearman ρ(margin, Δlength) [95% CI]; "
+            "accuracy on pairs within 10% length (M / H / A) and their number",
+            _table(["task", "group", "acc M", "acc H", "acc A", "longer-wins", "shorter-wins", "ρ M", "ρ H", "ρ A",
+                    "matched M / H / A", "n matched"], rows)]
 
 
 def format_tables(data: dict[str, Any]) -> str:

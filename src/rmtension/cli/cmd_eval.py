@@ -149,7 +149,12 @@ def run_eval(args: argparse.Namespace) -> int:
             score = "n/a" if s["score"] is None else f"{s['score']:.3f}{_ci_text(s.get('ci95'))}"
             counted = "" if s.get("in_group_mean", True) else ", not in group means"
             print(f"  {sub:28s} {s['metric']:16s} {score}  (n={s['n']}, {s['group']}{counted})")
-        headline = _aggregate_line(entry["aggregate"])
+            if s.get("strict_score") is not None:
+                print(f"  {'':28s} {'strict':16s} {s['strict_score']:.3f}{_ci_text(s.get('strict_ci95'))}")
+            length = length_text(s, entry.get("length_unit", "tokens"))
+            if length:
+                print(f"  {'':28s} {length}")
+        headline = _aggregate_line(entry["aggregate"], entry.get("aggregate_ci95") or {})
         if headline:
             print(f"  {headline}")
     if len(res["benchmarks"]) > 1:
@@ -158,9 +163,45 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _num(v: Any, sign: bool = False) -> str:
+    return "n/a" if v is None else (f"{v:+.3f}" if sign else f"{v:.3f}")
+
+
+def _pair_ci(ci: Any) -> str:
+    if not ci or ci[0] is None:
+        return ""
+    return f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
+def length_text(s: dict[str, Any], unit: str = "tokens") -> str:
+    """One subset's length controls in a line: what longer-/shorter-wins would score, how the
+    margins track length (Spearman, 95% CI), and the accuracy on length-matched pairs."""
+    base = s.get("length_baseline")
+    if not base:
+        return ""
+    rho = s.get("margin_length_spearman") or {}
+    lm = s.get("length_matched") or {}
+    tol = lm.get("tolerance")
+    matched = (f"matched(±{tol:.0%}) {_num(lm.get('score'))}{_ci_text(_as_ci(lm.get('ci95')))} (n={lm.get('n', 0)} pairs"
+               f" of {(lm.get('all_pairs') or {}).get('n', '?')})") if tol is not None else ""
+    return (f"length ({unit}): longer-wins {_num(base.get('longer'))}, shorter-wins {_num(base.get('shorter'))}; "
+            f"ρ(margin, Δlen) {_num(rho.get('value'), True)}{_pair_ci(rho.get('ci95'))}; {matched}")
+
+
+def _as_ci(pair: Any) -> dict | None:
+    return {"low": pair[0], "high": pair[1]} if pair and pair[0] is not None else None
+
+
 def _groups_text(entry: dict[str, Any]) -> str:
     cis = entry.get("groups_ci95", {})
-    parts = ", ".join(f"{k} {v:.3f}{_ci_text(cis.get(k))}" for k, v in entry["groups"].items() if v is not None)
+    lengths = entry.get("groups_length", {})
+
+    def baseline(k: str) -> str:
+        b = (lengths.get(k) or {}).get("length_baseline") or {}
+        return f" (longer-wins {_num(b.get('longer'))})" if b.get("longer") is not None else ""
+
+    parts = ", ".join(f"{k} {v:.3f}{_ci_text(cis.get(k))}{baseline(k)}" for k, v in entry["groups"].items()
+                      if v is not None)
     return parts or "n/a"
 
 
@@ -170,13 +211,14 @@ def _ci_text(ci: dict | None) -> str:
     return f" [{ci['low']:.3f}, {ci['high']:.3f}]"
 
 
-def _aggregate_line(agg: dict[str, Any]) -> str:
+def _aggregate_line(agg: dict[str, Any], cis: dict[str, Any]) -> str:
     """The benchmark's own headline numbers: RM-Bench hard/normal/easy, RewardBench sections, overall."""
     def num(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    parts = [f"{k} {num(agg[k])}" for k in ("hard", "normal", "easy", "average") if k in agg]
-    parts += [f"{k} {num(v)}" for k, v in (agg.get("sections") or {}).items()]
+    parts = [f"{k} {num(agg[k])}{_ci_text(cis.get(k))}" for k in ("hard", "normal", "easy", "average") if k in agg]
+    sections_ci = cis.get("sections") or {}
+    parts += [f"{k} {num(v)}{_ci_text(sections_ci.get(k))}" for k, v in (agg.get("sections") or {}).items()]
     if "overall" in agg:
-        parts.append(f"overall {num(agg['overall'])}")
+        parts.append(f"overall {num(agg['overall'])}{_ci_text(cis.get('overall'))}")
     return ", ".join(parts)

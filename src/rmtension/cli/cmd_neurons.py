@@ -16,7 +16,7 @@ from rmtension.cli.common import add_data_dir, add_json, check_out_file, print_j
 from rmtension import validate as V
 
 METHODS = ("magnitude", "mean-abs", "rms", "prob", "change", "random")
-POOLS = ("all", "chosen", "rejected")
+POOLS = ("group-mean", "all", "chosen", "rejected")  # = rmtension.neurons.scores.POOLS
 OPS = ("shared", "a-only", "b-only", "union")
 
 
@@ -71,7 +71,9 @@ def _add_score(nsub) -> None:
     s.add_argument("--site", default="act", choices=("act", "down_in"),
                    help="act = activation-function output (the paper); down_in = input of the down projection "
                    "(act(gate)*up for gated MLPs; the same as act for GPT-2/BERT)")
-    s.add_argument("--pool", default="all", choices=POOLS, help="tokens scored: all (default), chosen or rejected texts")
+    s.add_argument("--pool", default="group-mean", choices=POOLS,
+                   help="tokens scored: group-mean (default; the paper: chosen and rejected texts scored apart, "
+                   "then averaged), all (both pooled), chosen or rejected texts")
     s.add_argument("--max-pairs", type=V.positive_int, help="use at most N pairs (a seeded hashed sample over all subsets)")
     s.add_argument("--split", choices=("all", "train", "heldout"), default="all",
                    help="score only one side of the prompt-hash train/held-out split the RM was trained with "
@@ -132,6 +134,9 @@ def _add_select(nsub) -> None:
     s.add_argument("--method", choices=METHODS, help="re-score from the file's statistics with this method")
     s.add_argument("--pool", choices=POOLS, help="re-score over these tokens (default: as in the file)")
     s.add_argument("--seed", type=V.seed, help="seed of the random method (default: as in the file)")
+    s.add_argument("--rule", choices=("count", "percentile"), default="count",
+                   help="count: exactly floor(total × K / 100) neurons, ties to the lower layer/index (default); "
+                   "percentile: the paper's score >= np.percentile(scores, 100 − K), ties all kept")
     s.add_argument("--out", required=True, help="neuron-set file to write (.json)")
     _add_force(s)
     add_json(s)
@@ -150,7 +155,8 @@ def run_select(args: argparse.Namespace) -> int:
     stats, scores = load_stats(args.scores)
     saved = stats.meta.get("scores") or {}
     method = args.method or saved.get("method")
-    pool = args.pool or saved.get("pool", "all")
+    # a score file without a recorded pool predates group-mean and was scored over all tokens
+    pool = args.pool or saved.get("pool") or ("all" if saved else "group-mean")
     seed = args.seed if args.seed is not None else int(saved.get("seed", 0) or 0)
     if method is None:
         raise RmtensionError(f"{args.scores} holds statistics but no scores; pass --method")
@@ -159,7 +165,7 @@ def run_select(args: argparse.Namespace) -> int:
     meta = {key: stats.meta.get(key) for key in ("rm", "data", "backbone", "objective")}
     meta.update({"method": method, "pool": pool, "site": stats.site, "seed": seed if method == "random" else None,
                  "scores_file": args.scores, **_created("neurons select")})
-    chosen = select_top(scores, args.top_percent, per_layer=args.per_layer, meta=meta)
+    chosen = select_top(scores, args.top_percent, per_layer=args.per_layer, rule=args.rule, meta=meta)
     save_set(args.out, chosen)
     out = {"selected": len(chosen), "total": chosen.total, "per_layer": {str(i): c for i, c in enumerate(chosen.per_layer())},
            "method": method, "pool": pool, "site": stats.site, "k": args.top_percent,
@@ -180,8 +186,8 @@ def _add_compare(nsub) -> None:
         "compare", help="overlap figures of two neuron sets (and the mixed RM's retention)",
         description="Overlap of neuron sets A and B, per neuron: sizes, shared, A-only, B-only, union, Jaccard, "
         "overlap share |A∩B|/min(|A|,|B|), per-layer counts and location in early/middle/late thirds of "
-        "the layers. With --mixed M: the share of single-objective neurons the mixed RM keeps, "
-        "|M ∩ (A ∪ B)| / |A ∪ B|.")
+        "the layers. With --mixed M: the paper's neuron retention |M ∩ (A ∪ B)| / |A ∪ B ∪ M| and the share "
+        "of single-objective neurons the mixed RM keeps, |M ∩ (A ∪ B)| / |A ∪ B|.")
     s.add_argument("a", help="neuron-set file A (e.g. the helpful RM's)")
     s.add_argument("b", help="neuron-set file B (e.g. the harmless RM's)")
     s.add_argument("--mixed", help="neuron-set file of the mixed RM")
@@ -220,9 +226,13 @@ def run_compare(args: argparse.Namespace) -> int:
         loc = out["location"][name]
         print(f"  {name:6s} " + "  ".join(f"{third} {loc[third]['count']}" for third in ("early", "middle", "late")))
     if mixed is not None:
-        r = out["retention"]["retention"]
-        print(f"  mixed RM keeps {out['retention']['retained']} of {out['retention']['single_union']} single-objective "
-              f"neurons ({'n/a' if r is None else f'{r:.1%}'})")
+        ret = out["retention"]
+
+        def pct(x):
+            return "n/a" if x is None else f"{x:.1%}"
+        print(f"  mixed RM keeps {ret['retained']} of {ret['single_union']} single-objective neurons "
+              f"({pct(ret['retention_of_single'])}); retention (the paper's, over |A ∪ B ∪ M| = "
+              f"{ret['all_union']}) {pct(ret['retention'])}")
     return 0
 
 
@@ -296,7 +306,8 @@ def _report_set(args: argparse.Namespace, s, what: str) -> int:
 def _add_show(nsub) -> None:
     s = nsub.add_parser("show", help="summarise a score file or a neuron-set file",
                         description="Print what a score file (.npz) or neuron-set file (.json) holds: metadata, "
-                        "token counts, per-pair RMSD between chosen and rejected mean activations, per-layer counts.")
+                        "token counts, the chosen-vs-rejected RMSD (the paper's, of the dataset-mean activations, "
+                        "and per pair), per-layer counts.")
     s.add_argument("file")
     add_json(s)
     s.set_defaults(func=run_show)
@@ -326,8 +337,10 @@ def run_show(args: argparse.Namespace) -> int:
     else:
         r = out["rmsd"]
         rm = "n/a" if r["all_layers"] is None else f"{r['all_layers']:.4g}"
+        dm = out.get("rmsd_dataset_means")
         print(f"{args.file}: {out['layers']}×{out['neurons_per_layer']} neurons at {out['site']}; tokens {out['tokens']}; "
-              f"chosen-vs-rejected RMSD (all layers, mean over {r['pairs']} pairs) {rm}")
+              f"chosen-vs-rejected RMSD of dataset means (the paper's) {'n/a' if dm is None else f'{dm:.4g}'}, "
+              f"per pair (all layers, mean over {r['pairs']} pairs) {rm}")
     return 0
 
 

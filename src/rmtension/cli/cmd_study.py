@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run a whole study (grid of backbones × objectives × seeds) from a YAML config",
                        description="Train, evaluate, score and select neurons, ablate, compare and report, for every "
                        "cell of the grid. Each step's output is cached under OUT/steps/ keyed by its inputs: an "
-                       "interrupted study resumes where it stopped, and an unchanged one finishes in seconds.")
+                       "interrupted study resumes where it stopped, and an unchanged one finishes in seconds. "
+                       "Cached outputs are checked against the sizes and hashes recorded when their step finished. "
+                       "One run at a time works in OUT (OUT/.lock; cells of `plan --jobs` may run side by side).")
     r.add_argument("config", help="study YAML file (see configs/)")
     r.add_argument("--out", required=True, help="study folder")
     add_data_dir(r)
@@ -22,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--cell", default=None, metavar="BACKBONE/OBJECTIVE/SEED",
                    help="run only this grid cell's steps (for parallel jobs; see `rmtension plan --jobs`)")
     r.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    r.add_argument("--verify", action="store_true",
+                   help="check the SHA-256 of every cached output before reusing it (by default only sizes, and "
+                   "hashes of files under 16 MiB); a step whose outputs changed is run again")
     r.add_argument("--json", action="store_true", help="with --dry-run, print the plan as JSON")
     r.set_defaults(func=run_study)
 
@@ -66,20 +71,29 @@ def run_study(args: argparse.Namespace) -> int:
             n = sum(r["status"] == "to run" for r in rows)
             print(f"{len(rows)} steps, {n} to run, {len(rows) - n} cached")
         return 0
-    return _execute(plan, args.out, args.cell, report=not args.no_report and cfg.report.enabled, config_path=args.config)
+    config_text = Path(args.config).read_bytes()  # read before the study folder is touched
+    return _execute(plan, args.out, args.cell, report=not args.no_report and cfg.report.enabled,
+                    config_text=config_text, verify=args.verify)
 
 
-def _execute(plan, out: str, cell: str | None, report: bool, config_path: str | None = None) -> int:
-    import shutil
+def _execute(plan, out: str, cell: str | None, report: bool, config_text: bytes | None = None,
+             verify: bool = False) -> int:
+    """Run the plan while holding the study folder's lock (see ``rmtension.study.lock``)."""
+    from rmtension.study.lock import study_lock
 
+    check_out_dir(out)  # a file or a path under a file: refused before the lock creates anything
+    with study_lock(Path(out), cell):
+        return _execute_locked(plan, Path(out), cell, report, config_text, verify)
+
+
+def _execute_locked(plan, root: Path, cell: str | None, report: bool, config_text: bytes | None,
+                    verify: bool) -> int:
+    from rmtension.files import write_atomic
     from rmtension.study.pipeline import execute, write_summary
 
-    root = check_out_dir(out)
-    root.mkdir(parents=True, exist_ok=True)
-    copy = root / "config.yaml"
-    if config_path and not (copy.exists() and copy.samefile(config_path)):  # run OUT/config.yaml --out OUT
-        shutil.copyfile(config_path, copy)
-    counts = execute(plan, cell, echo=lambda s: print(s, flush=True))
+    if config_text is not None:
+        write_atomic(root / "config.yaml", lambda fh: fh.write(config_text), binary=True)
+    counts = execute(plan, cell, echo=lambda s: print(s, flush=True), verify=verify)
     print(f"{counts['ran']} steps run, {counts['cached']} cached", flush=True)
     if cell is not None:
         return 0
@@ -122,8 +136,6 @@ def run_quickstart(args: argparse.Namespace) -> int:
     print(f"rmtension quickstart: the report will be at {out.resolve() / 'report' / 'report.html'} "
           f"(and report.md beside it)", flush=True)
     plan = build_plan(cfg, out, args.data_dir)
-    out.mkdir(parents=True, exist_ok=True)
     import yaml
 
-    (out / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return _execute(plan, str(out), None, report=True)
+    return _execute(plan, str(out), None, report=True, config_text=yaml.safe_dump(raw, sort_keys=False).encode())

@@ -10,6 +10,10 @@ Which subsets enter the helpful/harmless group means is the *grouping*
 level, marks every subset ``in_group_mean`` true or false, and adds a task table across all the
 benchmarks of the run (``tasks``, ``groups``, ``groups_ci95``): one score per task, as the paper's
 task table has them (its "Math" task spans RM-Bench and RewardBench 2).
+
+Every accuracy has a 95% bootstrap interval, and every subset its length controls
+(:mod:`rmtension.analysis.length`: length-only baselines, margin–length correlation, length-matched
+accuracy), computed from the response lengths that items.jsonl carries (docs/STUDY_FORMAT.md).
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rmtension.analysis.length import length_controls, mean_controls
 from rmtension.bench.groups import DEFAULT_GROUPING, Grouping, get_grouping
 from rmtension.bench.types import GROUPS, METRIC_PAIRWISE, METRIC_STRICT, METRIC_TIES, Benchmark, BenchItem
 from rmtension.errors import RmtensionError
 from rmtension.evaluation.aggregate import bootstrap_macro_ci, group_means, rewardbench2_overall, rewardbench_overall, rewardbench_section_scores
-from rmtension.evaluation.metrics import SubsetScore, jsonable, rm_bench_summary, score_items, strict_correct
+from rmtension.evaluation.metrics import (SubsetScore, jsonable, parse_ties_id, rm_bench_summary, score_items,
+                                          strict_correct, ties_score)
+from rmtension.evaluation.lengths import item_lengths
 from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
 from rmtension.files import write_json_atomic, write_jsonl_atomic
 from rmtension.models.formatting import format_for_rm
@@ -111,11 +118,17 @@ def _check_subset(bench: str, subset: str, items: Sequence[BenchItem]) -> None:
 
 
 def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[float]]],
-                        grouping: Grouping | str = DEFAULT_GROUPING) -> tuple[dict, list[dict]]:
+                        grouping: Grouping | str = DEFAULT_GROUPING,
+                        lengths: list[tuple[list[int], list[int]]] | None = None) -> tuple[dict, list[dict]]:
     """Apply each subset's metric; return the benchmark's results entry and its item rows.
 
     Group means and their intervals take only the subsets the grouping includes; every subset is
     still scored and listed, with ``in_group_mean`` saying whether it counted.
+
+    ``lengths``: per item, the token counts of its chosen and rejected responses
+    (:func:`rmtension.evaluation.lengths.item_lengths`); the rows then carry them and the length
+    controls (:mod:`rmtension.analysis.length`) use them. Without them the controls use character
+    lengths, and ``length_unit`` says so.
     """
     grouping = get_grouping(grouping) if isinstance(grouping, str) else grouping
     by_subset: dict[str, list[int]] = {}
@@ -142,13 +155,29 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
             # The strict rule min(chosen) > max(rejected) per item, beside the benchmark's own. On RewardBench 2
             # rows it is the paper's code's rule (RM-alignment_tension evaluation.py::rm_acc); on an RM-Bench
             # item it asks all nine cells, which the paper did not compute (it scored same-style pairs = normal).
-            entry["strict_score"] = float(np.mean([strict_correct(c, r) for c, r in zip(chosen, rejected)]))
-        if metric != METRIC_TIES:  # Ties' score is a composite, not a mean of item correctness
+            strict = np.array([strict_correct(c, r) for c, r in zip(chosen, rejected)], dtype=float)
+            entry["strict_score"] = float(strict.mean()) if strict.size else float("nan")
+            entry["strict_ci95"] = _ci95([strict])
+        if metric != METRIC_TIES:
             entry["ci95"] = _ci95([res.correct])
+        else:  # Ties' score is a composite: its interval resamples prompts (ref and tied item together)
+            entry["ci95"] = _ties_ci95([it.id for it in items], chosen, rejected)
+        if res.matrices is not None:  # RM-Bench's hard/normal/easy are means of per-item triangle means
+            for part, values in rm_bench_parts_per_item(res.matrices).items():
+                entry[f"{part}_ci95"] = _ci95([values])
         subsets_out[subset] = entry
-        for item, c, r, ok in zip(items, chosen, rejected, res.correct):
-            rows.append({"benchmark": bench.name, "subset": subset, "id": item.id, "group": item.group,
-                         "metric": metric, "chosen_scores": c, "rejected_scores": r, "correct": float(ok)})
+        chars = [([len(x) for x in item.chosen], [len(x) for x in item.rejected]) for item in items]
+        tokens = [lengths[k] for k in idx] if lengths is not None else None
+        unit_lengths = tokens if tokens is not None else chars
+        entry.update(length_controls(metric, chosen, rejected, [c for c, _ in unit_lengths],
+                                     [r for _, r in unit_lengths], n_resamples=BOOTSTRAP_RESAMPLES))
+        for k, (item, c, r, ok) in enumerate(zip(items, chosen, rejected, res.correct)):
+            row = {"benchmark": bench.name, "subset": subset, "id": item.id, "group": item.group,
+                   "metric": metric, "chosen_scores": c, "rejected_scores": r, "correct": float(ok)}
+            if tokens is not None:
+                row["chosen_tokens"], row["rejected_tokens"] = list(tokens[k][0]), list(tokens[k][1])
+            row["chosen_chars"], row["rejected_chars"] = chars[k]
+            rows.append(row)
     plain = {k: v.score for k, v in subset_scores.items()}
     base = bench.name.split(":")[0]
     aggregate: dict[str, Any] = {"mean": float(np.mean(list(plain.values()))) if plain else float("nan"),
@@ -166,7 +195,11 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
         by_group.setdefault(groups[subset], []).append(subset_scores[subset])
     groups_ci = {g: _ci95([r.correct for r in rs]) for g, rs in sorted(by_group.items())
                  if all(r.metric != METRIC_TIES for r in rs)}
-    entry = {"subsets": subsets_out, "groups": group_out, "groups_ci95": groups_ci, "aggregate": aggregate,
+    # Length controls per group, averaged over the counted subsets as the group scores are.
+    groups_length = {g: mean_controls([subsets_out[x] for x in counted if groups[x] == g]) for g in sorted(by_group)}
+    entry = {"subsets": subsets_out, "groups": group_out, "groups_ci95": groups_ci, "groups_length": groups_length,
+             "length_unit": "tokens" if lengths is not None else "chars", "aggregate": aggregate,
+             "aggregate_ci95": _aggregate_intervals(base, subset_scores),
              "files": list(bench.files), "notes": list(bench.notes)}
     return jsonable(entry), rows
 
@@ -174,6 +207,94 @@ def summarise_benchmark(bench: Benchmark, scores: list[tuple[list[float], list[f
 def _ci95(correct: list[np.ndarray], weights: list[float] | None = None) -> dict[str, float]:
     iv = bootstrap_macro_ci(correct, n_resamples=BOOTSTRAP_RESAMPLES, seed=0, weights=weights)
     return {"low": iv.low, "high": iv.high}
+
+
+def _aggregate_intervals(base: str, subsets: dict[str, SubsetScore]) -> dict[str, Any]:
+    """95% bootstrap intervals of a benchmark's own aggregates (``aggregate_ci95``, keyed like
+    ``aggregate``; kept apart so that readers of ``aggregate`` see only scores). Each is a weighted mean of subset
+    means, so a stratified bootstrap with those weights (subsets resampled apart) gives them:
+    RewardBench sections (EXAMPLE_COUNTS weights) and overall (mean of sections); RM-Bench
+    hard/normal/easy/average (subsets pooled into domains by item count, domains averaged);
+    RewardBench 2 overall (mean of subsets), unless Ties (a composite) is among them."""
+    from rmtension.evaluation.aggregate import REWARDBENCH2_SUBSETS, REWARDBENCH_EXAMPLE_COUNTS, REWARDBENCH_SECTIONS
+    from rmtension.evaluation.metrics import RM_BENCH_DOMAINS
+
+    present = {k: v for k, v in subsets.items() if v.n > 0}
+    if base == "rewardbench":
+        sections = {sec: [x for x in members if x in present] for sec, members in REWARDBENCH_SECTIONS.items()}
+        sections = {sec: xs for sec, xs in sections.items() if xs}
+        out: dict[str, Any] = {"sections": {
+            sec: _ci95([present[x].correct for x in xs], [REWARDBENCH_EXAMPLE_COUNTS[x] for x in xs])
+            for sec, xs in sections.items()}}
+        if sections:
+            strata, weights = [], []
+            for xs in sections.values():
+                total = sum(REWARDBENCH_EXAMPLE_COUNTS[x] for x in xs)
+                strata += [present[x].correct for x in xs]
+                weights += [REWARDBENCH_EXAMPLE_COUNTS[x] / total for x in xs]
+            out["overall"] = _ci95(strata, weights)
+        return out
+    if base == "rewardbench2":
+        xs = [x for x in REWARDBENCH2_SUBSETS if x in present]
+        if xs and all(present[x].metric != METRIC_TIES for x in xs):
+            return {"overall": _ci95([present[x].correct for x in xs])}
+        return {}
+    if base == "rm-bench":
+        domains: dict[str, list[str]] = {}
+        for x, v in present.items():
+            if v.matrices is not None:
+                domains.setdefault(next((d for d in RM_BENCH_DOMAINS if x.startswith(d)), x), []).append(x)
+        if not domains:
+            return {}
+        weights = [present[x].n / sum(present[y].n for y in xs) for xs in domains.values() for x in xs]
+        parts = {x: rm_bench_parts_per_item(present[x].matrices) for xs in domains.values() for x in xs}
+        return {part: _ci95([parts[x][part] for xs in domains.values() for x in xs], weights)
+                for part in ("hard", "normal", "easy", "average")}
+    return {}
+
+
+def rm_bench_parts_per_item(matrices: np.ndarray) -> dict[str, np.ndarray]:
+    """Per item, the hard/normal/easy/average cell means of its K×K matrix. RM-Bench's subset
+    hard/normal/easy read the *mean* matrix, and a triangle's mean is linear in the matrix, so the
+    mean over items of these equals them; resampling them gives their intervals."""
+    m = np.asarray(matrices, dtype=float)
+    if m.size == 0:
+        return {k: np.zeros(0) for k in ("hard", "normal", "easy", "average")}
+    k = m.shape[-1]
+    upper, lower = np.triu(np.ones((k, k)), 1).astype(bool), np.tril(np.ones((k, k)), -1).astype(bool)
+    hard, easy = m[:, upper].mean(axis=1), m[:, lower].mean(axis=1)
+    normal = m[:, np.eye(k, dtype=bool)].mean(axis=1)
+    return {"hard": hard, "normal": normal, "easy": easy, "average": (hard + normal + easy) / 3.0}
+
+
+TIES_RESAMPLES = 500  # Ties' composite is recomputed per resample in Python: fewer resamples keep it quick
+
+
+def _ties_ci95(ids: list[str], chosen: list[list[float]], rejected: list[list[float]]) -> dict[str, float]:
+    """95% percentile-bootstrap interval of the Ties composite: prompts resampled with replacement,
+    each drawn prompt bringing its ref and tied items (renamed so that a prompt drawn twice counts twice)."""
+    by_prompt: dict[str, list[int]] = {}
+    for k, i in enumerate(ids):
+        by_prompt.setdefault(parse_ties_id(i)[1], []).append(k)
+    prompts = list(by_prompt)
+    if not prompts:
+        return {"low": float("nan"), "high": float("nan")}
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(TIES_RESAMPLES):
+        b_ids, b_c, b_r = [], [], []
+        for j, p in enumerate(rng.integers(0, len(prompts), size=len(prompts))):
+            for k in by_prompt[prompts[p]]:
+                b_ids.append(f"{parse_ties_id(ids[k])[0]}:{j}")
+                b_c.append(chosen[k])
+                b_r.append(rejected[k])
+        values.append(ties_score(b_ids, b_c, b_r).score)
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"low": float("nan"), "high": float("nan")}
+    low, high = np.percentile(v, [2.5, 97.5])
+    return {"low": float(low), "high": float(high)}
 
 
 def task_table(entries: dict[str, dict], correct: dict[tuple[str, str], np.ndarray] | None = None
@@ -200,13 +321,22 @@ def task_table(entries: dict[str, dict], correct: dict[tuple[str, str], np.ndarr
             raise RmtensionError(f"task {task!r} joins subsets of different groups ({', '.join(sorted(task_groups))}): "
                                  f"{', '.join(f'{b}/{x}' for b, x, _ in src)}")
         tasks[task] = {"group": task_groups.pop(), "score": float(np.mean([s["score"] for _, _, s in src])),
-                       "subsets": [f"{b}/{x}" for b, x, _ in src]}
+                       "subsets": [f"{b}/{x}" for b, x, _ in src], **mean_controls([s for _, _, s in src])}
     means = group_means({t: v["score"] for t, v in tasks.items()}, {t: v["group"] for t, v in tasks.items()})
     out: dict[str, Any] = {"tasks": tasks,
                            "groups": {g: means.get(g, float("nan")) for g in GROUPS}
                            | {g: v for g, v in means.items() if g not in GROUPS},
-                           "groups_ci95": {}}
+                           "groups_ci95": {},
+                           "groups_length": {g: mean_controls([{"length_baseline": t["length_baseline"],
+                                                                "length_matched": {"score": t["length_matched"]}}
+                                                               for t in tasks.values() if t["group"] == g])
+                                             for g in sorted(means)}}
     if correct is not None:
+        for task, src in sources.items():  # a task = unweighted mean of its subsets: resampled apart
+            if all(s["metric"] != METRIC_TIES for _, _, s in src):
+                tasks[task]["ci95"] = _ci95([correct[(b, x)] for b, x, _ in src])
+            elif len(src) == 1:
+                tasks[task]["ci95"] = src[0][2].get("ci95")
         for g in sorted(means):
             members = [(t, src) for t, src in sources.items() if tasks[t]["group"] == g]
             if any(s["metric"] == METRIC_TIES for _, src in members for _, _, s in src):
@@ -218,16 +348,19 @@ def task_table(entries: dict[str, dict], correct: dict[tuple[str, str], np.ndarr
 
 
 def summarise_benchmarks(benchmarks: Sequence[Benchmark], all_scores: Sequence[list[tuple[list[float], list[float]]]],
-                         grouping: Grouping | str = DEFAULT_GROUPING) -> tuple[dict[str, Any], list[dict]]:
+                         grouping: Grouping | str = DEFAULT_GROUPING,
+                         lengths: Sequence[list[tuple[list[int], list[int]]]] | None = None
+                         ) -> tuple[dict[str, Any], list[dict]]:
     """``summarise_benchmark`` over several benchmarks: the ``results`` dict (scoring info still to add) and all rows.
+    ``lengths``: per benchmark, per item, response token counts (see :func:`summarise_benchmark`).
 
     The top level names the grouping and carries :func:`task_table` over all the benchmarks.
     """
     grouping = get_grouping(grouping) if isinstance(grouping, str) else grouping
     results: dict[str, Any] = {"grouping": grouping.name, "benchmarks": {}}
     items: list[dict] = []
-    for bench, scores in zip(benchmarks, all_scores):
-        entry, rows = summarise_benchmark(bench, scores, grouping)
+    for k, (bench, scores) in enumerate(zip(benchmarks, all_scores)):
+        entry, rows = summarise_benchmark(bench, scores, grouping, lengths[k] if lengths is not None else None)
         results["benchmarks"][bench.name] = entry
         items.extend(rows)
     correct: dict[tuple[str, str], list[float]] = {}
@@ -244,8 +377,10 @@ def evaluate(model, tokenizer, benchmarks: Sequence[Benchmark], template: str = 
     follow ``grouping`` (``paper`` or ``all``, see :mod:`rmtension.bench.groups`)."""
     scorer = RewardScorer(model, tokenizer, scorer_config)
     t0 = time.perf_counter()
-    results, items = summarise_benchmarks(benchmarks, score_benchmarks(scorer, benchmarks, template), grouping)
+    scores = score_benchmarks(scorer, benchmarks, template)
     rep = scorer.last_report
+    lengths = [item_lengths(b.items, tokenizer, template, scorer.max_length) for b in benchmarks]
+    results, items = summarise_benchmarks(benchmarks, scores, grouping, lengths)
     results["scoring"] = {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated,
                           "tokens": rep.tokens, "padded_tokens": rep.padded_tokens, "batches": rep.batches,
                           "batch_size": scorer.config.batch_size, "max_length": scorer.max_length,

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from rmtension.files import current_umask
+
 # Temporary siblings older than this are leftovers of killed builds and may be removed; younger
 # ones may belong to a build running in another process right now.
 STALE_AFTER_S = 6 * 3600
@@ -44,12 +46,6 @@ def remove_stale_temps(target: Path, older_than_s: float = STALE_AFTER_S) -> lis
     return removed
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _apply_umask(folder: Path) -> None:
     """Give the finished folder ordinary permissions.
 
@@ -58,7 +54,7 @@ def _apply_umask(folder: Path) -> None:
     """
     if not folder.exists():
         return
-    mask = _current_umask()
+    mask = current_umask()
     os.chmod(folder, 0o777 & ~mask)
     for p in folder.rglob("*"):
         os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)

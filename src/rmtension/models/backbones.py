@@ -6,6 +6,12 @@ registered name must end up as an ordinary local folder. Registered backbones ar
 ``~/.cache/rmtension``), atomically: built in a temporary sibling, stamped with the recipe
 version, then renamed into place. A folder whose stamp is missing or from an older recipe is
 rebuilt, so changing a recipe (bump ``version``) never leaves stale weights behind.
+
+Nothing in a model folder is executed: a folder whose configuration names custom Python code
+(``auto_map``) is refused before ``transformers`` sees it (``refuse_custom_code``), every
+``from_pretrained`` call passes ``trust_remote_code=False`` (so transformers never asks "Do you
+wish to run the custom code?" on a terminal), and weights are read from safetensors only
+(``require_safetensors``): a pickled ``.bin`` checkpoint can run code when it is unpickled.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
-from rmtension.errors import RmtensionError, SourceNotFoundError
+from rmtension.errors import InputError, RmtensionError, SourceNotFoundError
 from rmtension.hub import hub_available, hub_status
 from rmtension.models import offline, tiny
 from rmtension.models.atomic import build_atomically, remove_stale_temps
@@ -25,6 +31,10 @@ from rmtension.registry import Registry
 
 Kind = Literal["decoder", "encoder"]
 STAMP = "rmtension-backbone.json"
+# Loading options of every from_pretrained call on a model folder: never run code from the folder.
+NO_REMOTE_CODE = {"trust_remote_code": False}
+# Weight files that are pickles (loading them can execute code); we read safetensors only.
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 # model_type values of bidirectional encoders: they get [CLS]/[SEP] from their tokenizer and the
 # head reads the pooled first token, instead of an appended EOS read at the last position.
@@ -141,6 +151,60 @@ def materialise_backbone(name: str) -> Path:
     return target
 
 
+def _json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"not readable JSON ({reason})") from None
+    return value if isinstance(value, dict) else {}
+
+
+def refuse_custom_code(folder: str | Path) -> None:
+    """Refuse a model folder whose configuration asks transformers to import Python code from it.
+
+    Why up front: transformers resolves ``auto_map`` by importing the named ``.py`` file, and when
+    ``trust_remote_code`` is not given it *asks on the terminal*, so an rmtension command run with
+    stdin attached (or a user typing ``y``) would execute whatever the folder ships. Every
+    ``*config*.json`` at the top of the folder is checked (config.json, tokenizer_config.json,
+    processor and feature-extractor configs): each may carry an ``auto_map``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*config*.json")):
+        if not path.is_file():
+            continue
+        if "auto_map" in _json_object(path):
+            raise RmtensionError(
+                f"{path} has an auto_map (custom Python code that loading would run); rmtension never runs code "
+                "from a model folder: if the model type is built into transformers, delete the auto_map entry"
+            )
+
+
+def require_safetensors(folder: str | Path) -> None:
+    """Refuse a model folder whose weights exist only as pickles (``pytorch_model.bin`` and the like).
+
+    Unpickling can execute code, so weights are read with ``use_safetensors=True``; this check turns
+    transformers' long error for a ``.bin``-only folder into one line saying what to do.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json")):
+        return
+    pickles = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickles:
+        raise RmtensionError(
+            f"{folder} holds its weights only as pickles ({', '.join(pickles[:3])}); rmtension loads safetensors only "
+            "(unpickling can run code): if you trust the file, load it once yourself and save_pretrained() it as safetensors"
+        )
+
+
+def check_model_folder(folder: str | Path) -> None:
+    """Both refusals above; a no-op for a hub id (transformers then refuses custom code itself)."""
+    refuse_custom_code(folder)
+    require_safetensors(folder)
+
+
 def _looks_like_path(text: str) -> bool:
     return text.startswith((".", "/", "~")) or "\\" in text or (os.sep in text and not HUB_ID.match(text))
 
@@ -149,16 +213,19 @@ def resolve_backbone(name_or_path: str) -> str:
     """A registered name, a local folder or a hub id → something ``from_pretrained`` accepts.
 
     Registered names win (materialised into the cache), then existing local folders (which must
-    hold a ``config.json``), then ``owner/name`` hub ids, returned unchanged only when the hub can
-    be used. Everything else is a one-line ``RmtensionError``.
+    hold a ``config.json`` and pass ``check_model_folder``), then ``owner/name`` hub ids, returned
+    unchanged only when the hub can be used. Everything else is a one-line ``RmtensionError``.
     """
     text = str(name_or_path).strip()
     if text in BACKBONES:
-        return str(materialise_backbone(text))
+        folder = materialise_backbone(text)
+        check_model_folder(folder)  # the cache is a folder like any other: someone may have edited it
+        return str(folder)
     path = Path(text).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise RmtensionError(f"backbone folder {path} has no config.json; expected a folder written by save_pretrained")
+        check_model_folder(path)
         return str(path.resolve())
     known = ", ".join(BACKBONES.names())
     if HUB_ID.match(text) and not text.startswith("."):

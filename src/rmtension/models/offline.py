@@ -63,11 +63,12 @@ def build_smollm2(out: Path) -> None:
     gguf = smollm2_gguf()
     if importlib.util.find_spec("gguf") is None:  # transformers' GGUF reader needs it
         raise RmtensionError("reading GGUF files needs the 'gguf' package; run: pip install gguf")
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, trust_remote_code=False)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+                                                     trust_remote_code=False)
     finally:
         hf_logging.set_verbosity(verbosity)
     # The weights are de-quantised now; keeping the GGUF quantisation record in config.json would

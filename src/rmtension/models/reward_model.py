@@ -29,7 +29,7 @@ import torch
 from rmtension.data.split import DEFAULT_SALT, HeldoutSplit
 from rmtension.errors import InputError, RmtensionError
 from rmtension.models.atomic import publish_replacing, temp_sibling
-from rmtension.models.backbones import resolve_backbone
+from rmtension.models.backbones import NO_REMOTE_CODE, check_model_folder, resolve_backbone
 from rmtension.models.formatting import DEFAULT_TEMPLATE, TEMPLATES
 from rmtension.models.seeding import portable_normal
 
@@ -49,6 +49,11 @@ def _quiet_transformers() -> Iterator[None]:
         yield
     finally:
         hf_logging.set_verbosity(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -117,13 +122,17 @@ def build_reward_model(backbone: str, seed: int, dtype: torch.dtype | str = torc
     """An untrained RM on ``backbone`` (registered name, local folder or hub id), head from ``seed``."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    folder = resolve_backbone(backbone)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    ensure_pad_token(tokenizer)
-    config = AutoConfig.from_pretrained(folder)
-    _set_reward_config(config, tokenizer.pad_token_id)
-    with _quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(folder, config=config, dtype=_as_dtype(dtype))
+    folder = resolve_backbone(backbone)  # a local folder has passed check_model_folder here
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **NO_REMOTE_CODE)
+        ensure_pad_token(tokenizer)
+        config = AutoConfig.from_pretrained(folder, **NO_REMOTE_CODE)
+        _set_reward_config(config, tokenizer.pad_token_id)
+        with _quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, config=config, dtype=_as_dtype(dtype), use_safetensors=True, **NO_REMOTE_CODE)
+    except (OSError, ValueError) as exc:
+        raise RmtensionError(f"cannot load backbone {backbone!r} from {folder}: {_first_line(exc)}") from None
     init_score_head(model, seed)
     return model, tokenizer
 
@@ -209,12 +218,13 @@ def load_reward_model(path: str | Path, dtype: torch.dtype | str = torch.float32
     info.setdefault("template", DEFAULT_TEMPLATE)
     TEMPLATES.get(info["template"])  # an unknown template name fails here, not mid-evaluation
     info["path"] = str(folder.resolve())
+    check_model_folder(folder)  # no custom code, no pickles: before transformers reads anything
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=_as_dtype(dtype))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), **NO_REMOTE_CODE)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(folder), dtype=_as_dtype(dtype), use_safetensors=True, **NO_REMOTE_CODE)
     except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupt weights file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RmtensionError(f"cannot load reward model from {folder}: {first}") from None
+        raise RmtensionError(f"cannot load reward model from {folder}: {_first_line(exc)}") from None
     if tokenizer.pad_token is None and model.config.pad_token_id is not None:
         tokenizer.pad_token_id = model.config.pad_token_id
     ensure_pad_token(tokenizer)

@@ -29,7 +29,7 @@ class ScoreRequest:
     data: str
     method: str = "magnitude"
     site: str = "act"
-    pool: str = "all"
+    pool: str = "group-mean"  # the paper: chosen and rejected scored apart, then averaged
     data_dir: str | None = None
     max_pairs: int | None = None
     split: str = "all"  # all | train | heldout: side of the prompt-hash split (see rmtension.data.split)

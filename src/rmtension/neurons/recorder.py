@@ -6,7 +6,12 @@ different pass. ``RewardScorer.score`` calls ``before_batch`` → forward → ``
 recorder's hooks fire inside that forward and reduce each layer's activations at once:
 
 * only real tokens count: each row is reduced over the span its attention mask marks, so padding
-  is never summed (the paper's code padded to 1024 and averaged the pads in);
+  is never summed or computed on beyond the batch's longest text. (The paper's code,
+  RM_interpretation/neural_score/scoring.py of EshaanT/RM-alignment_tension at 96efa92, pads
+  every text on the right to 1024 tokens, runs the model without an attention mask — harmless for
+  a causal model, whose real tokens never attend to later pads — keeps every layer's activations,
+  then multiplies them by the attention mask and divides by the real-token count: the same
+  per-side mean as ours, at the cost of time and memory; tests/test_neurons_fidelity.py);
 * each text's real tokens are one contiguous span of its batch row, reduced in place (no copy of the
   activations) to four per-text sums [Σa, Σ|a|, Σa², #(a > 0)] in float32; the texts' group weights
   then combine those rows into float64 running totals, so nothing larger than one batch is ever

@@ -5,7 +5,7 @@ re-scored with any method without running the model again (``change`` needs the 
 a_RM − a_base, recorded only when a base model was run).
 
 ========== ============================================================================
-method     score per neuron (over the pooled tokens)
+method     score per neuron (over the tokens of the pool)
 ========== ============================================================================
 magnitude  signed mean activation Σa / n — what the paper's code computes ("magnitude")
 mean-abs   mean |a|: a large negative mean is as much "activity" as a large positive one
@@ -15,8 +15,16 @@ change     sqrt(Σ(a_RM − a_base)² / n): how far training moved the neuron on
 random     uniform draws from a seeded generator: the baseline every method is compared to
 ========== ============================================================================
 
-``pool`` chooses the tokens: ``all`` (chosen and rejected texts together; the paper), or one
-group (``chosen`` / ``rejected``).
+``pool`` chooses the tokens: ``group-mean`` (the default) scores the chosen texts' tokens and the
+rejected texts' tokens apart and averages the two scores — the paper's ``(neural_score_chosen +
+neural_score_rejected) / 2`` (``get_neuron_score`` in RM_interpretation/neural_abalation/abalate.py;
+its scoring.py reduces each side over that side's real tokens), EshaanT/RM-alignment_tension at
+commit 96efa92; ``all`` pools both sides' tokens into one mean (differs from ``group-mean`` when
+the sides have different token counts); ``chosen`` / ``rejected`` use one side only.
+
+``seed_mean_scores`` is the paper's aggregate over seeds (notebook cell 38): per side, the mean
+over seeds, clipped at 0 *after* averaging (``np.maximum(np.mean(scores, axis=0), 0)``), then
+the mean of the two sides; the paper ranks these for its layer figure and its overlaps.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from rmtension.errors import RmtensionError
 from rmtension.neurons.stats import NeuronStats
 from rmtension.registry import Registry
 
-POOLS = ("all", "chosen", "rejected")
+GROUP_MEAN = "group-mean"
+POOLS = (GROUP_MEAN, "all", "chosen", "rejected")
 
 ScoreFn = Callable[[NeuronStats, str, int], np.ndarray]
 
@@ -104,11 +113,18 @@ def random_scores(layers: int, neurons: int, seed: int) -> np.ndarray:
     return np.random.default_rng(int(seed)).random((layers, neurons))
 
 
-def compute_scores(stats: NeuronStats, method: str, pool: str = "all", seed: int = 0) -> np.ndarray:
+def compute_scores(stats: NeuronStats, method: str, pool: str = GROUP_MEAN, seed: int = 0) -> np.ndarray:
     """(layers, neurons) float64 scores of ``method``; higher = more important."""
     if pool not in POOLS:
         raise RmtensionError(f"unknown pool {pool!r}; use one of: {', '.join(POOLS)}")
-    scores = np.asarray(SCORE_METHODS.get(method).fn(stats, pool, seed), dtype=np.float64)
+    fn = SCORE_METHODS.get(method).fn
+    if pool == GROUP_MEAN:
+        if method == "random":  # random scores do not depend on the tokens
+            scores = np.asarray(fn(stats, "all", seed), dtype=np.float64)
+        else:
+            scores = np.mean([np.asarray(fn(stats, g, seed), dtype=np.float64) for g in stats.groups], axis=0)
+    else:
+        scores = np.asarray(fn(stats, pool, seed), dtype=np.float64)
     if not np.isfinite(scores).all():
         raise RmtensionError(f"method {method!r} produced non-finite scores; the statistics are broken (NaN weights?)")
     return scores
@@ -116,3 +132,25 @@ def compute_scores(stats: NeuronStats, method: str, pool: str = "all", seed: int
 
 def needs_base(method: str) -> bool:
     return SCORE_METHODS.get(method).needs_diff
+
+
+def seed_mean_scores(stats_by_seed: list[NeuronStats], method: str) -> np.ndarray:
+    """The paper's scores over seeds: per side, mean over seeds, clipped at 0, then the mean of the sides.
+
+    notebooks/plotsNresults.ipynb cell 38 (EshaanT/RM-alignment_tension, commit 96efa92):
+    ``scores_chosen = np.maximum(np.mean(scores_chosen, axis=0), 0)`` (the same for rejected),
+    then ``np.abs((scores_chosen + scores_rejected) / 2)`` — the clip comes after the seed mean,
+    so a neuron negative in one seed and positive in the others keeps its net mean. ``random``
+    has no such aggregate (its scores do not come from the data).
+    """
+    if method == "random":
+        raise RmtensionError("random scores have no seed aggregate; draw a random set per seed instead")
+    if not stats_by_seed:
+        raise RmtensionError("no seeds to aggregate neuron scores over")
+    groups = stats_by_seed[0].groups
+    shape = (stats_by_seed[0].layers, stats_by_seed[0].neurons)
+    for st in stats_by_seed:
+        if st.groups != groups or (st.layers, st.neurons) != shape:
+            raise RmtensionError("cannot aggregate neuron statistics of different models, sites or groups over seeds")
+    sides = [np.maximum(np.mean([compute_scores(st, method, g) for st in stats_by_seed], axis=0), 0.0) for g in groups]
+    return np.abs(np.mean(sides, axis=0))

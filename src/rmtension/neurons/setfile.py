@@ -10,7 +10,7 @@ produce one (e.g. a hand-picked set for an experiment)::
         "rm": "/runs/gpt2-helpful-s0",        # RM folder the scores came from
         "data": "hh-rlhf:helpful-base@test",  # data the statistics were computed on
         "method": "magnitude",                # score method (or "random")
-        "pool": "all",                        # tokens pooled: all | chosen | rejected
+        "pool": "group-mean",                 # tokens scored: group-mean | all | chosen | rejected
         "site": "act",                        # act | down_in (see rmtension.neurons.sites)
         "k": 10.0,                            # top percent
         "selection": "global",                # global | per-layer | random-like:<match> | combine:<op>

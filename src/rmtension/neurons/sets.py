@@ -2,23 +2,39 @@
 
 A ``NeuronSet`` is a boolean (layers × neurons) mask plus metadata. Holding a mask rather than
 per-layer index lists makes every set operation an elementwise one, *per neuron*: the
-intersection of A and B in a layer where B has nothing is empty. (The paper's code kept all of
-A's neurons in such a layer — its "shared" set was partly A-only; ``shared`` here never does.)
+intersection of A and B in a layer where B has nothing is empty. (The paper's code,
+``AblateNeurons`` with ``both_intersection`` in RM_interpretation/neural_abalation/abalate.py at
+commit 96efa92 of EshaanT/RM-alignment_tension, kept a whole layer of either set's neurons where
+the other set had none in that layer — its "shared" set was partly helpful-only and partly
+harmless-only; ``shared`` here never is.)
 
 Everything in this module is pure: files are read and written by ``setfile``.
 
 Selection (``select_top``)
     Top ``percent``% of the scores over all layers × neurons at once (the paper), or the top
-    ``percent``% within each layer (``per_layer=True``). The number kept is
-    ``floor(total × percent / 100)`` (computed exactly, so 10% of 30 × 1536 is 4608). Ties are
-    broken deterministically: a higher score first, then the lower layer, then the lower
-    neuron index.
+    ``percent``% within each layer (``per_layer=True``). ``rule="count"`` (the default) keeps
+    exactly ``floor(total × percent / 100)`` (computed exactly, so 10% of 30 × 1536 is 4608), ties
+    broken deterministically: a higher score first, then the lower layer, then the lower neuron
+    index. ``rule="percentile"`` is the paper's own rule (``get_top_indices`` in
+    EshaanT/RM-alignment_tension, RM_interpretation/neural_abalation/abalate.py and
+    notebooks/plotsNresults.ipynb cell 6, commit 96efa92): every neuron whose score is
+    ``>= np.percentile(scores, 100 - percent)``. Without ties that keeps
+    ``floor(total × percent / 100 + 1 - percent / 100)`` neurons — one more than ``count`` for
+    some sizes (GPT-2 small: 3687 instead of 3686 of 36,864) — and with ties it keeps all of
+    them (after the paper's clipping at 0, possibly many).
 
 Location (``thirds``, ``location``)
-    Layers are split into early / middle / late thirds at boundaries ``round_half_up(j·L/3)``
-    for j = 1, 2. 30 layers → 0-9, 10-19, 20-29. When L is not divisible by 3 the split is
-    symmetric: one extra layer goes to the middle (L = 31 → 10/11/10), two extra go to the
-    ends (L = 32 → 11/10/11). Very shallow models: L = 2 → 1/0/1, L = 1 → 0/1/0.
+    The paper's rule (notebook cell 43, ``assign_layer_region``, commit 96efa92): with L layers,
+    layer ℓ is early if ℓ < L/3, middle if ℓ < 2L/3, late otherwise — in integers 3ℓ < L and
+    3ℓ < 2L, so the boundaries are ceil(L/3) and ceil(2L/3). 30 layers → 0-9, 10-19, 20-29;
+    32 → 0-10, 11-21, 22-31; 4 → 0-1, 2, 3; 5 → 0-1, 2-3, 4; 1 → early only.
+    (The notebook takes L as 1 + the deepest layer holding a top neuron of that RM; we use the
+    model's real layer count, which is the same whenever the last layer holds one.)
+
+Retention (``retention``)
+    ``retention`` is the paper's neuron retention |N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A ∪ N_M|
+    (notebook cell 51, "custom_jaccard", commit 96efa92); ``retention_of_single`` is the share of
+    the single-objective neurons the mixed RM keeps, |N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A|.
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ from rmtension.errors import RmtensionError
 
 SET_OPS = ("shared", "a-only", "b-only", "union")
 THIRDS = ("early", "middle", "late")
+SELECTION_RULES = ("count", "percentile")
 
 
 @dataclass(frozen=True)
@@ -106,20 +123,35 @@ def _top_mask(scores: np.ndarray, k: int) -> np.ndarray:
     return mask.reshape(scores.shape)
 
 
+def _percentile_mask(scores: np.ndarray, percent: float) -> np.ndarray:
+    """The paper's ``get_top_indices``: scores >= np.percentile(scores, 100 - percent), ties all kept."""
+    n_selected(scores.size, percent)  # the same range check as the count rule
+    return scores >= np.percentile(scores, 100 - percent)
+
+
 def select_top(scores: np.ndarray, percent: float = 10.0, *, per_layer: bool = False,
-               meta: dict[str, Any] | None = None) -> NeuronSet:
+               rule: str = "count", meta: dict[str, Any] | None = None) -> NeuronSet:
     """The top ``percent``% neurons of ``scores`` (layers × neurons); see the module docstring."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2:
         raise ValueError("scores must be (layers, neurons)")
     if np.isnan(scores).any():
         raise RmtensionError("neuron scores contain NaN; cannot rank them")
-    if per_layer:
+    if rule not in SELECTION_RULES:
+        raise RmtensionError(f"unknown selection rule {rule!r}; use one of: {', '.join(SELECTION_RULES)}")
+    if rule == "percentile":
+        if per_layer:
+            mask = np.stack([_percentile_mask(row, percent) for row in scores])
+        else:
+            mask = _percentile_mask(scores, percent)
+    elif per_layer:
         k = n_selected(scores.shape[1], percent)
         mask = np.stack([_top_mask(row, k) for row in scores])
     else:
         mask = _top_mask(scores, n_selected(scores.size, percent))
     info = {"k": percent, "selection": "per-layer" if per_layer else "global"}
+    if rule != "count":
+        info["rule"] = rule
     info.update(meta or {})
     return NeuronSet(mask, info)
 
@@ -195,28 +227,55 @@ def overlap(a: NeuronSet, b: NeuronSet) -> dict[str, Any]:
 
 
 def retention(mixed: NeuronSet, helpful: NeuronSet, harmless: NeuronSet) -> dict[str, Any]:
-    """How many single-objective neurons the mixed RM keeps: |N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A|.
+    """How many single-objective neurons the mixed RM keeps, by the paper's definition and ours.
 
-    Also the pairwise variants |N_M ∩ N_H| / |N_H| and |N_M ∩ N_A| / |N_A|.
+    ``retention`` (the paper's, reported by default): |N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A ∪ N_M|
+    — notebooks/plotsNresults.ipynb cell 51 ("custom_jaccard": numerator ``(helpful | harmless) &
+    both``, denominator ``helpful | harmless | both``), EshaanT/RM-alignment_tension at 96efa92.
+    ``retention_of_single``: |N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A|, the share of the single-objective
+    neurons the mixed RM keeps (the brief's §6). The pairwise figures: Jaccard of the mixed set
+    with each single set (the paper's cell 46 Jaccard over pairs of RM types) and our
+    |N_M ∩ N_H| / |N_H|, |N_M ∩ N_A| / |N_A|. A 0/0 ratio is None (the notebook writes 0.0).
     """
     _check_compatible(mixed, helpful)
     _check_compatible(mixed, harmless)
     single = helpful.mask | harmless.mask
     kept = int((mixed.mask & single).sum())
+    n_single, n_all = int(single.sum()), int((single | mixed.mask).sum())
+
+    def jaccard(a: NeuronSet, b: NeuronSet) -> float | None:
+        return _ratio(int((a.mask & b.mask).sum()), int((a.mask | b.mask).sum()))
+
     return {
-        "retained": kept, "single_union": int(single.sum()), "retention": _ratio(kept, int(single.sum())),
+        "retained": kept, "single_union": n_single, "all_union": n_all,
+        "retention": _ratio(kept, n_all), "retention_of_single": _ratio(kept, n_single),
+        "definition": "paper: |M ∩ (H ∪ A)| / |H ∪ A ∪ M|",
         "retention_helpful": _ratio(int((mixed.mask & helpful.mask).sum()), len(helpful)),
         "retention_harmless": _ratio(int((mixed.mask & harmless.mask).sum()), len(harmless)),
+        "jaccard_helpful": jaccard(mixed, helpful), "jaccard_harmless": jaccard(mixed, harmless),
     }
 
 
 def thirds(n_layers: int) -> list[tuple[str, int, int]]:
-    """[(name, first layer, end layer exclusive)] for early / middle / late; see the module docstring."""
+    """[(name, first layer, end layer exclusive)] for early / middle / late; see the module docstring.
+
+    Layer ℓ is early iff 3ℓ < L and middle iff L ≤ 3ℓ < 2L (the paper's ``layer < L/3``,
+    ``layer < 2·L/3`` without floating point): the boundaries are ceil(L/3) and ceil(2L/3).
+    """
     if n_layers < 1:
         raise ValueError("a model has at least one layer")
-    b1 = int(Fraction(n_layers, 3) + Fraction(1, 2))
-    b2 = int(Fraction(2 * n_layers, 3) + Fraction(1, 2))
-    return [("early", 0, b1), ("middle", b1, b2), ("late", b2, n_layers)]
+    return [("early", 0, -(-n_layers // 3)), ("middle", -(-n_layers // 3), -(-2 * n_layers // 3)),
+            ("late", -(-2 * n_layers // 3), n_layers)]
+
+
+def layer_third(layer: int, n_layers: int) -> str:
+    """The third of one layer, written as the paper's ``assign_layer_region`` (notebook cell 43)."""
+    third = n_layers / 3
+    if layer < third:
+        return "early"
+    if layer < 2 * third:
+        return "middle"
+    return "late"
 
 
 def location(s: NeuronSet) -> dict[str, dict[str, Any]]:

@@ -7,9 +7,11 @@ change from the base model) is a function of five running sums per neuron — to
 over millions of tokens loses the small differences the scores rank by.
 
 Sums are kept per *group* (the scorer's tags: ``chosen`` and ``rejected``), so a score can be
-pooled over all tokens (the paper) or use one side only. The ``diff`` block holds the same sums
-for a_RM − a_base on identical tokens (present when a base model was run), and ``rmsd`` the
-per-pair RMSD between a pair's chosen and rejected mean activation vectors, summed over pairs.
+computed per side and averaged (the paper), pooled over all tokens, or use one side only. The
+``diff`` block holds the same sums for a_RM − a_base on identical tokens (present when a base
+model was run), and ``rmsd`` the per-pair RMSD between a pair's chosen and rejected mean
+activation vectors, summed over pairs (ours). The paper's RMSD compares the two *dataset-mean*
+vectors instead (``rmsd_of_dataset_means``); it needs only the sums, so every file has it.
 
 File format (``.npz``, written atomically, read without pickle):
 
@@ -113,6 +115,18 @@ class NeuronStats:
         return {"pairs": int(self.rmsd_pairs), "per_layer": mean[:-1].tolist(), "all_layers": float(mean[-1]),
                 "per_layer_std": std[:-1].tolist(), "all_layers_std": float(std[-1])}
 
+    def group_means(self) -> dict[str, np.ndarray]:
+        """{group: (L, N) mean activation over that group's tokens} — the paper's per-side 'absolute' score."""
+        out = {}
+        for gi, g in enumerate(self.groups):
+            n = float(self.act.count[gi])
+            out[g] = self.act.sum[gi] / n if n > 0 else np.full((self.layers, self.neurons), np.nan)
+        return out
+
+    def rmsd_of_means(self) -> dict[str, Any]:
+        """The paper's chosen-vs-rejected RMSD of this one pass; see :func:`rmsd_of_dataset_means`."""
+        return rmsd_of_dataset_means([self])
+
     def merge(self, other: "NeuronStats") -> "NeuronStats":
         """The statistics of both passes together (e.g. of data-parallel processes)."""
         if (self.site, self.layers, self.neurons, self.groups) != (other.site, other.layers, other.neurons, other.groups):
@@ -133,7 +147,40 @@ class NeuronStats:
     def summary(self) -> dict[str, Any]:
         return {"site": self.site, "layers": self.layers, "neurons_per_layer": self.neurons, "groups": self.groups,
                 "texts": {g: int(round(t)) for g, t in zip(self.groups, self.texts)}, "tokens": self.tokens,
-                "has_diff": self.diff is not None, "rmsd": self.rmsd()}
+                "has_diff": self.diff is not None, "rmsd": self.rmsd(),
+                "rmsd_dataset_means": _value_of(self)}
+
+
+def _value_of(stats: "NeuronStats") -> float | None:
+    sides = ("chosen", "rejected")
+    if not set(sides) <= set(stats.groups) or min(stats.tokens[g] for g in sides) == 0:
+        return None
+    return rmsd_of_dataset_means([stats])["value"]
+
+
+def rmsd_of_dataset_means(stats_by_seed: list["NeuronStats"]) -> dict[str, Any]:
+    """The paper's RMSD between the chosen and the rejected dataset-mean activation vectors.
+
+    notebooks/plotsNresults.ipynb cell 39 (EshaanT/RM-alignment_tension, commit 96efa92): the
+    per-side mean activation (L, N) of each seed is averaged over seeds (no clipping there), then
+    ``diff = chosen_mean - rejected_mean``, ``rms = sqrt(mean(diff**2, axis=0))`` — the root mean
+    square over the *layers*, one value per neuron index — and the reported "global trend" is the
+    mean of that over the neurons. ``per_layer`` (RMS over the neurons of each layer) is added for
+    reading; the per-pair RMSD of ``NeuronStats.rmsd`` is a different quantity (the mean over pairs
+    of each pair's own chosen-vs-rejected RMSD).
+    """
+    if not stats_by_seed:
+        raise RmtensionError("no statistics to compute the RMSD of dataset means from")
+    means = [st.group_means() for st in stats_by_seed]
+    for m in means:
+        if not {"chosen", "rejected"} <= set(m):
+            raise RmtensionError("the RMSD of dataset means needs chosen and rejected statistics")
+    chosen = np.mean([m["chosen"] for m in means], axis=0)
+    rejected = np.mean([m["rejected"] for m in means], axis=0)
+    diff = chosen - rejected
+    per_neuron = np.sqrt(np.mean(diff**2, axis=0))
+    return {"value": float(np.mean(per_neuron)), "per_neuron": per_neuron,
+            "per_layer": np.sqrt(np.mean(diff**2, axis=1)), "seeds": len(stats_by_seed)}
 
 
 def _add_vec(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -288,6 +288,11 @@ def calibration_rows(entries: Sequence[Entry]) -> list[CalibrationRow]:
 
 
 # --------------------------------------------------------------------------- neurons (Figure 4)
+# Labels of the two kinds of neuron sets in the report: one set per seed (numbers then averaged over
+# seeds) or one set per RM type from the seed-mean scores (the paper's notebook, cell 38).
+PER_SEED = "per seed"
+SEED_MEAN = "seed-mean scores (paper)"
+
 
 @dataclass
 class NeuronLayout:
@@ -302,9 +307,11 @@ class NeuronLayout:
     selected: dict[str, Stat]
     per_layer: dict[str, list[Stat]]     # objective → one Stat per layer
     thirds: dict[str, dict[str, Stat]]   # objective → early/middle/late
+    sets: str = PER_SEED                 # PER_SEED or SEED_MEAN: which sets the numbers describe
 
 
-def neuron_layouts(entries: Sequence[Entry]) -> list[NeuronLayout]:
+
+def neuron_layouts(entries: Sequence[Entry], sets: str = PER_SEED) -> list[NeuronLayout]:
     keys = list(dict.fromkeys((str(e["backbone"]), str(e["method"]), str(e.get("site", "")), as_float(e.get("k")))
                               for e in entries))
     out = []
@@ -324,7 +331,7 @@ def neuron_layouts(entries: Sequence[Entry]) -> list[NeuronLayout]:
             selected[o] = stat(e.get("selected") for e in eo)
         totals = [int(as_float(e.get("total"))) for e in es if present(e.get("total"))]
         out.append(NeuronLayout(bb, method, site, k, n_layers, max(totals) if totals else None, selected,
-                                per_layer, thirds))
+                                per_layer, thirds, sets))
     out.sort(key=lambda n: (backbones_of(entries).index(n.backbone), _method_rank(n.method), n.site, n.k))
     return out
 
@@ -352,10 +359,24 @@ class OverlapRow:
     harmless_only: Stat
     jaccard: Stat
     overlap_share: Stat
-    mixed_retention: Stat
+    mixed_retention: Stat                # the paper's |M ∩ (H ∪ A)| / |H ∪ A ∪ M|
+    mixed_retention_of_single: Stat      # |M ∩ (H ∪ A)| / |H ∪ A|
+    sets: str = PER_SEED
 
 
-def overlap_rows(entries: Sequence[Entry]) -> list[OverlapRow]:
+def _retentions(e: Entry) -> tuple[Any, Any]:
+    """(the paper's neuron retention, the share of H ∪ A kept) of one overlap entry.
+
+    Summaries written before both were reported hold only ``mixed_retention`` = |M ∩ (H ∪ A)| / |H ∪ A|;
+    their detail has no ``all_union``. Such a value is shown as the share of H ∪ A, never as the paper's.
+    """
+    detail = e.get("mixed_retention_detail")
+    if "mixed_retention_of_single" not in e and isinstance(detail, Mapping) and "all_union" not in detail:
+        return None, e.get("mixed_retention")
+    return e.get("mixed_retention"), e.get("mixed_retention_of_single")
+
+
+def overlap_rows(entries: Sequence[Entry], sets: str = PER_SEED) -> list[OverlapRow]:
     keys = list(dict.fromkeys((str(e["backbone"]), str(e["method"]), as_float(e.get("k"))) for e in entries))
     rows = []
     for bb, method, k in keys:
@@ -366,7 +387,8 @@ def overlap_rows(entries: Sequence[Entry]) -> list[OverlapRow]:
             return stat(_dict(e.get("helpful_harmless")).get(key) for e in es)
 
         rows.append(OverlapRow(bb, method, k, hh("a"), hh("b"), hh("shared"), hh("a_only"), hh("b_only"),
-                               hh("jaccard"), hh("overlap_share"), stat(e.get("mixed_retention") for e in es)))
+                               hh("jaccard"), hh("overlap_share"), stat(_retentions(e)[0] for e in es),
+                               stat(_retentions(e)[1] for e in es), sets))
     rows.sort(key=lambda r: (backbones_of(entries).index(r.backbone), _method_rank(r.method), r.k))
     return rows
 

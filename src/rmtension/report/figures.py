@@ -175,7 +175,7 @@ def layers_figure(layouts: Sequence[NeuronLayout]) -> Figure:
         ax.set_xlabel("layer")
         ax.set_ylabel("oriented neurons")
         site = f", {lay.site}" if lay.site else ""
-        ax.set_title(f"{lay.backbone} — {lay.method}{site}, top {fmt_k(lay.k)}%")
+        ax.set_title(f"{lay.backbone} — {lay.method}{site}, top {fmt_k(lay.k)}%, {lay.sets}")
     _figure_legend(fig)
     return fig
 
@@ -183,9 +183,10 @@ def layers_figure(layouts: Sequence[NeuronLayout]) -> Figure:
 def third_bounds(n_layers: int) -> list[int]:
     """[0, b1, b2, L]: the thirds' boundaries as :func:`rmtension.neurons.sets.thirds` draws them.
 
-    round_half_up(j·L/3), so the dashed lines fall where the summary's early/middle/late counts split.
+    The paper's rule (layer < L/3 early, < 2L/3 middle): b1 = ceil(L/3), b2 = ceil(2L/3), so the
+    dashed lines fall where the summary's early/middle/late counts split.
     """
-    return [0, (2 * n_layers + 3) // 6, (4 * n_layers + 3) // 6, n_layers]
+    return [0, -(-n_layers // 3), -(-2 * n_layers // 3), n_layers]
 
 
 # --------------------------------------------------------------------------- overlap
@@ -195,7 +196,7 @@ def overlap_figure(rows: Sequence[OverlapRow]) -> Figure:
     """Stacked bars: helpful-only, shared and harmless-only neurons, with the mixed RM's retention."""
     fig = Figure(figsize=(7.0, 0.6 * max(1, len(rows)) + 1.4), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
-    labels = [f"{r.method}, k={fmt_k(r.k)}%" for r in rows]
+    labels = [f"{r.method}, k={fmt_k(r.k)}%, {r.sets}" for r in rows]
     left = [0.0] * len(rows)
     for name, key, color in (("helpful only", "helpful_only", SET_COLORS["helpful-only"]),
                              ("shared", "shared", SET_COLORS["shared"]),
@@ -205,10 +206,10 @@ def overlap_figure(rows: Sequence[OverlapRow]) -> Figure:
         left = [a + b for a, b in zip(left, vals)]
     for i, r in enumerate(rows):
         if not r.mixed_retention.missing:
-            ax.text(left[i], i, f"  mixed keeps {100 * r.mixed_retention.mean:.1f}%", va="center", fontsize=8)
+            ax.text(left[i], i, f"  mixed RM retention {100 * r.mixed_retention.mean:.1f}%", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels)
-    ax.set_xlabel("neurons (mean over seeds)")
+    ax.set_xlabel("neurons (per-seed sets: mean over seeds)")
     ax.set_xlim(0, max(left + [1.0]) * 1.35)
     ax.legend(frameon=False, loc="lower right", ncols=3)
     if rows:

@@ -27,6 +27,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "calibration": ("backbone", "seed", "single", "group"),
     "neurons": ("backbone", "objective", "seed", "method"),
     "overlap": ("backbone", "seed", "method"),
+    "neurons_seed_mean": ("backbone", "objective", "method"),
+    "overlap_seed_mean": ("backbone", "method"),
     "ablation": ("backbone", "seed", "rm_objective", "set", "method", "benchmarks"),
     "curves": ("backbone", "seed", "rm_objective", "method", "bench", "points"),
 }

@@ -152,29 +152,36 @@ def margins_section(s: Summary) -> Section:
 
 def layers_section(s: Summary) -> Section:
     title = "Where the oriented neurons sit (Figure 4)"
-    layouts = agg.neuron_layouts(s["neurons"])
+    layouts = agg.neuron_layouts(s["neurons"]) + agg.neuron_layouts(s["neurons_seed_mean"], agg.SEED_MEAN)
     if not layouts:
         return _not_run("layers", title, "neurons")
     blocks: list[Block] = [Paragraph(
-        "Per layer, how many of each RM's top-k neurons it holds (mean over seeds); dashed lines split the "
-        "layers into early, middle and late thirds.")]
-    for bb in agg.backbones_of(s["neurons"]):
+        "Per layer, how many of each RM's top-k neurons it holds; dashed lines split the layers into early "
+        "(layer < L/3), middle (< 2L/3) and late thirds, the paper's rule. Panels marked 'per seed' average the "
+        "counts of each seed's own set; panels marked 'seed-mean scores (paper)' show one set per RM type, the "
+        "top k of the scores averaged over seeds and clipped at 0 — how the paper's notebook draws its figure.")]
+    for bb in agg.backbones_of([*s["neurons"], *s["neurons_seed_mean"]]):
         mine = [lay for lay in layouts if lay.backbone == bb]
         blocks.append(FigureBlock(f"fig4_layers_{slug(bb)}", f"Figure 4 — layer location of oriented neurons, {bb}.",
                                   figs.layers_figure(mine), alt=f"per-layer neuron counts for {bb}"))
     blocks += [TableBlock(tabs.neuron_thirds_table(layouts)), TableBlock(tabs.neuron_layers_table(layouts))]
+    if any(isinstance(e.get("rmsd"), dict) for e in s["neurons"]):
+        blocks.append(TableBlock(tabs.rmsd_table(s["neurons"], s["neurons_seed_mean"])))
     return Section("layers", title, blocks)
 
 
 def overlap_section(s: Summary) -> Section:
     title = "Overlap of helpful and harmless neurons"
-    rows = agg.overlap_rows(s["overlap"])
+    rows = agg.overlap_rows(s["overlap"]) + agg.overlap_rows(s["overlap_seed_mean"], agg.SEED_MEAN)
     if not rows:
         return _not_run("overlap", title, "overlap")
     blocks: list[Block] = [Paragraph(
         "How many neurons the helpful and the harmless RM share among their top-k, and how many of the "
-        "single-objective neurons the mixed RM keeps among its own.")]
-    for bb in agg.backbones_of(s["overlap"]):
+        "single-objective neurons the mixed RM keeps among its own: the paper's retention "
+        "|N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A ∪ N_M|, and the share of N_H ∪ N_A the mixed RM keeps. Rows marked "
+        "'seed-mean scores (paper)' compare one set per RM type from the seed-averaged, clipped scores, as the "
+        "paper's notebook does.")]
+    for bb in agg.backbones_of([*s["overlap"], *s["overlap_seed_mean"]]):
         mine = [r for r in rows if r.backbone == bb]
         blocks.append(FigureBlock(f"overlap_{slug(bb)}", f"Helpful-only, shared and harmless-only neurons, {bb}.",
                                   figs.overlap_figure(mine), alt=f"neuron overlap for {bb}"))

@@ -14,7 +14,7 @@ from rmtension.report.aggregate import (AblationGrid, AblationKey, AccuracyBlock
                                         NeuronLayout, OverlapRow, RetentionRow)
 from rmtension.report.load import Entry
 from rmtension.report.model import Column, Table
-from rmtension.report.stats import fmt_k
+from rmtension.report.stats import fmt_k, stat
 from rmtension.report.style import OBJECTIVES, THIRDS, ordered, seed_sort_key, slug
 
 
@@ -89,37 +89,66 @@ def calibration_table(rows: Sequence[CalibrationRow]) -> Table:
 
 def neuron_thirds_table(layouts: Sequence[NeuronLayout]) -> Table:
     """Figure 4's summary: how many oriented neurons sit in the early, middle and late third of the layers."""
-    cols = [Column("Backbone"), Column("Method"), Column("Site"), Column("k (%)"), Column("RM"),
+    cols = [Column("Backbone"), Column("Method"), Column("Site"), Column("k (%)"), Column("Sets"), Column("RM"),
             Column("Selected", "count"), Column("Of", "count")]
     cols += [Column(t.capitalize(), "count") for t in THIRDS]
     body = []
     for lay in layouts:
         for o in lay.selected:
-            body.append([lay.backbone, lay.method, lay.site, fmt_k(lay.k), o, lay.selected[o], lay.total]
+            body.append([lay.backbone, lay.method, lay.site, fmt_k(lay.k), lay.sets, o, lay.selected[o], lay.total]
                         + [lay.thirds[o][t] for t in THIRDS])
     return Table("neuron_thirds", "Where the oriented neurons sit (thirds of the layers)", cols, body,
-                 note="Counts of selected neurons (top k% of the score over all layers × neurons), mean ± std over seeds.")
+                 note="Counts of selected neurons (top k% of the score over all layers × neurons). 'per seed': one "
+                      "set per seed, mean ± std over seeds; 'seed-mean scores (paper)': one set per RM type from the "
+                      "scores averaged over seeds and clipped at 0, as the paper's notebook does. Layer ℓ of L is "
+                      "early if ℓ < L/3, middle if ℓ < 2L/3, else late (the paper's rule).")
 
 
 def neuron_layers_table(layouts: Sequence[NeuronLayout]) -> Table:
     """Every layer's count of oriented neurons (the data behind Figure 4), for the CSV."""
-    cols = [Column("Backbone"), Column("Method"), Column("Site"), Column("k (%)"), Column("RM"), Column("Layer"),
-            Column("Selected", "count")]
-    body = [[lay.backbone, lay.method, lay.site, fmt_k(lay.k), o, str(i), s]
+    cols = [Column("Backbone"), Column("Method"), Column("Site"), Column("k (%)"), Column("Sets"), Column("RM"),
+            Column("Layer"), Column("Selected", "count")]
+    body = [[lay.backbone, lay.method, lay.site, fmt_k(lay.k), lay.sets, o, str(i), s]
             for lay in layouts for o, per in lay.per_layer.items() for i, s in enumerate(per)]
     return Table("neuron_layers", "Oriented neurons per layer", cols, body, inline=False)
 
 
 def overlap_table(rows: Sequence[OverlapRow]) -> Table:
     """Overlap of helpful and harmless neurons, and how much of them the mixed RM keeps."""
-    cols = [Column("Backbone"), Column("Method"), Column("k (%)"), Column("Helpful", "count"),
+    cols = [Column("Backbone"), Column("Method"), Column("k (%)"), Column("Sets"), Column("Helpful", "count"),
             Column("Harmless", "count"), Column("Shared", "count"), Column("Helpful only", "count"),
             Column("Harmless only", "count"), Column("Jaccard", "num"), Column("Overlap share (%)", "pct"),
-            Column("Mixed RM retention (%)", "pct")]
-    body = [[r.backbone, r.method, fmt_k(r.k), r.helpful, r.harmless, r.shared, r.helpful_only, r.harmless_only,
-             r.jaccard, r.overlap_share, r.mixed_retention] for r in rows]
+            Column("Mixed RM retention (%)", "pct"), Column("Mixed keeps of H ∪ A (%)", "pct")]
+    body = [[r.backbone, r.method, fmt_k(r.k), r.sets, r.helpful, r.harmless, r.shared, r.helpful_only,
+             r.harmless_only, r.jaccard, r.overlap_share, r.mixed_retention, r.mixed_retention_of_single]
+            for r in rows]
     return Table("overlap", "Helpful vs harmless neurons and the mixed RM's retention of them", cols, body,
-                 note="Mixed RM retention = |N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A|.")
+                 note="Mixed RM retention = |N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A ∪ N_M| (the paper's); mixed keeps of "
+                      "H ∪ A = |N_M ∩ (N_H ∪ N_A)| / |N_H ∪ N_A|. 'per seed': the sets of each seed, mean ± std over "
+                      "seeds; 'seed-mean scores (paper)': one set per RM type from the scores averaged over seeds "
+                      "and clipped at 0, as the paper's notebook does.")
+
+
+def rmsd_table(entries: Sequence[Entry], seed_mean: Sequence[Entry]) -> Table:
+    """Chosen-vs-rejected RMSD of each RM: the paper's (dataset means) and ours (per pair)."""
+    cols = [Column("Backbone"), Column("RM"), Column("Seeds", "count"), Column("RMSD of dataset means", "num"),
+            Column("RMSD of dataset means, seed-mean (paper)", "num"), Column("Per-pair RMSD", "num")]
+    rows: dict[tuple[str, str], list[Entry]] = {}
+    for e in entries:
+        if isinstance(e.get("rmsd"), Mapping):
+            rows.setdefault((str(e["backbone"]), str(e["objective"])), [])
+            if all(x.get("seed") != e.get("seed") for x in rows[(str(e["backbone"]), str(e["objective"]))]):
+                rows[(str(e["backbone"]), str(e["objective"]))].append(e)
+    pooled = {(str(e["backbone"]), str(e["objective"])): e.get("rmsd_dataset_means") for e in seed_mean}
+    body = [[bb, o, len(es), stat(e["rmsd"].get("dataset_means") for e in es), pooled.get((bb, o)),
+             stat(e["rmsd"].get("per_pair") for e in es)] for (bb, o), es in rows.items()]
+    return Table("neuron_rmsd", "Chosen vs rejected activations: RMSD", cols, body,
+                 note="RMSD of dataset means (the paper's): the chosen and the rejected texts' mean activation "
+                      "(layers × neurons), root mean square of the difference over the layers for each neuron, "
+                      "then the mean over neurons; per seed (mean ± std) and with the means first averaged over "
+                      "seeds (the paper). Per-pair RMSD: each pair's chosen-vs-rejected RMSD over all layers × "
+                      "neurons, mean over pairs.")
+
 
 
 # --------------------------------------------------------------------------- ablation tables

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rmtension.errors import InputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from rmtension.study.pipeline import Plan
 
@@ -19,12 +21,20 @@ HIST_BINS = 30
 
 
 def _read(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    # A damaged file in a step folder written before checksums were recorded (which ``run`` cannot
+    # detect) must give one line naming it, not a JSONDecodeError traceback.
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(path, f"cannot read step output ({exc}); delete its step folder and run the study again") from None
 
 
 def _items(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(path, f"cannot read step output ({exc}); delete its step folder and run the study again") from None
 
 
 def _all_scores(rows: list[dict]) -> list[float]:
@@ -121,12 +131,14 @@ def summarise(plan: "Plan") -> dict[str, Any]:
     for (b, o, s), nr in plan.neurons.items():
         if not nr.done():
             continue
+        rmsd = _rmsd_of(nr.folder / "stats.npz")
         for method, info in nr.outcome().items():
             per_layer = info["per_layer"]
             out["neurons"].append({"backbone": b, "objective": o, "seed": s, "method": method, "site": cfg.neurons.site,
                                    "k": cfg.neurons.k, "selected": info["selected"], "total": info["total"],
                                    "n_layers": len(per_layer), "per_layer": {str(i): c for i, c in enumerate(per_layer)},
-                                   "thirds": info["thirds"], "set_file": str(nr.folder / "sets" / f"{method}.json")})
+                                   "thirds": info["thirds"], "set_file": str(nr.folder / "sets" / f"{method}.json"),
+                                   "rmsd": rmsd})
     for (b, s), st in plan.overlap.items():
         if not st.done():
             continue
@@ -135,7 +147,9 @@ def summarise(plan: "Plan") -> dict[str, Any]:
             out["overlap"].append({"backbone": b, "seed": s, "method": method, "k": cfg.neurons.k,
                                    "helpful_harmless": entry.get("helpful_harmless"),
                                    "mixed_retention": mr.get("retention") if mr else None,
+                                   "mixed_retention_of_single": mr.get("retention_of_single") if mr else None,
                                    "mixed_retention_detail": mr})
+    out["neurons_seed_mean"], out["overlap_seed_mean"] = seed_mean_neurons(plan)
     for (b, s), st in plan.compare.items():
         if not st.done():
             continue
@@ -155,6 +169,74 @@ def summarise(plan: "Plan") -> dict[str, Any]:
         if st.done():
             out["curves"].extend(_curve_rows(st, b, s, o, ab.curves.methods, ab.curves.k))
     return out
+
+
+def _rmsd_of(stats_file: Path) -> dict[str, Any] | None:
+    """Both chosen-vs-rejected RMSDs of one RM's statistics: per pair (ours) and of dataset means (the paper's)."""
+    from rmtension.neurons.stats import load_stats, rmsd_of_dataset_means
+
+    if not stats_file.is_file():
+        return None
+    stats, _ = load_stats(stats_file)
+    pairs = stats.rmsd()
+    return {"per_pair": pairs["all_layers"], "per_pair_std": pairs["all_layers_std"], "pairs": pairs["pairs"],
+            "dataset_means": rmsd_of_dataset_means([stats])["value"]}
+
+
+def seed_mean_neurons(plan: "Plan") -> tuple[list[dict], list[dict]]:
+    """The paper's neuron sets over seeds, and their overlaps (docs/STUDY_FORMAT.md ``*_seed_mean``).
+
+    Per backbone × objective × method, the scores of every seed whose neuron step finished are
+    combined as the paper's notebook does (``rmtension.neurons.scores.seed_mean_scores``: per side
+    the mean over seeds, clipped at 0, then the mean of chosen and rejected) and the top k% taken
+    once — one set per RM type instead of one per seed. ``random`` has no such aggregate. The
+    RMSD of dataset means averages each side's mean activations over the same seeds (the paper's
+    cell 39). Computed here from the steps' statistics files: numpy on (layers × neurons) arrays.
+    """
+    from rmtension.neurons.scores import seed_mean_scores
+    from rmtension.neurons.sets import location, overlap, retention, select_top
+    from rmtension.neurons.stats import load_stats, rmsd_of_dataset_means
+
+    cfg = plan.cfg
+    nc = cfg.neurons
+    done: dict[tuple[str, str], list[tuple[int, Path]]] = {}
+    for (b, o, s), nr in plan.neurons.items():
+        if nr.done() and (nr.folder / "stats.npz").is_file():
+            done.setdefault((b, o), []).append((s, nr.folder / "stats.npz"))
+    neurons: list[dict] = []
+    sets: dict[tuple[str, str, str], Any] = {}
+    seeds_of: dict[tuple[str, str], list[int]] = {}
+    for (b, o), files in done.items():
+        stats = [load_stats(f)[0] for _s, f in files]
+        seeds_of[(b, o)] = [s for s, _f in files]
+        rmsd = rmsd_of_dataset_means(stats)["value"]
+        for method in nc.methods:
+            if method == "random":
+                continue
+            scores = seed_mean_scores(stats, method)
+            chosen = select_top(scores, nc.k, per_layer=nc.per_layer)
+            sets[(b, o, method)] = chosen
+            per_layer = chosen.per_layer()
+            neurons.append({"backbone": b, "objective": o, "seeds": seeds_of[(b, o)], "aggregate": "seed-mean",
+                            "method": method, "site": nc.site, "k": nc.k, "selected": len(chosen),
+                            "total": chosen.total, "n_layers": len(per_layer),
+                            "per_layer": {str(i): c for i, c in enumerate(per_layer)},
+                            "thirds": {t: v["count"] for t, v in location(chosen).items()},
+                            "rmsd_dataset_means": rmsd})
+    overlaps: list[dict] = []
+    for b in cfg.backbones:
+        for method in nc.methods:
+            got = {o: sets[(b, o, method)] for o in ("helpful", "harmless", "mixed") if (b, o, method) in sets}
+            if not {"helpful", "harmless"} <= set(got):
+                continue
+            mr = retention(got["mixed"], got["helpful"], got["harmless"]) if "mixed" in got else None
+            overlaps.append({"backbone": b, "method": method, "k": nc.k, "aggregate": "seed-mean",
+                             "seeds": {o: seeds_of[(b, o)] for o in got},
+                             "helpful_harmless": overlap(got["helpful"], got["harmless"]),
+                             "mixed_retention": mr["retention"] if mr else None,
+                             "mixed_retention_of_single": mr["retention_of_single"] if mr else None,
+                             "mixed_retention_detail": mr})
+    return neurons, overlaps
 
 
 # A study's retention counts the paper's units (RM-Bench same-style pairs; see rmtension.analysis.retention).

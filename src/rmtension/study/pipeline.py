@@ -16,6 +16,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +30,10 @@ from rmtension.study.steps import Step
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
+# Neuron scores of the study: chosen and rejected texts scored apart, then averaged — the paper's
+# (chosen + rejected) / 2 (rmtension.neurons.scores). Part of the neuron steps' key, so folders
+# scored under the earlier pooled definition are not reused.
+POOL = "group-mean"
 
 
 def cell_id(backbone: str, objective: str, seed: int) -> str:
@@ -172,10 +177,10 @@ def _do_neurons(cfg: StudyConfig, train_step: Step, source: str, data_dir: str |
         save_stats(step.folder / "stats.npz", stats)
         out = {}
         for method in nc.methods:
-            scores = compute_scores(stats, method, "all", _rm_score_seed(nc.seed, train_step))
+            scores = compute_scores(stats, method, POOL, _rm_score_seed(nc.seed, train_step))
             s = select_top(scores, nc.k, per_layer=nc.per_layer,
-                           meta={"rm": req.rm, "data": source, "method": method, "site": nc.site, "k": nc.k,
-                                 "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
+                           meta={"rm": req.rm, "data": source, "method": method, "pool": POOL, "site": nc.site,
+                                 "k": nc.k, "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
             save_set(_set_path(step, method), s)
             out[method] = {"selected": len(s), "total": s.total, "per_layer": s.per_layer(),
                            "thirds": {k: v["count"] for k, v in location(s).items()}}
@@ -263,7 +268,7 @@ def _do_curves(cfg: StudyConfig, train_step: Step, neuron_step: Step, data_dir: 
         stats, _ = load_stats(neuron_step.folder / "stats.npz")
         named = []
         for method in cv.methods:
-            scores = compute_scores(stats, method, "all", _rm_score_seed(cfg.neurons.seed, train_step))
+            scores = compute_scores(stats, method, POOL, _rm_score_seed(cfg.neurons.seed, train_step))
             for k in cv.k:
                 if k > 0:
                     named.append((f"{method}-k{k:g}", select_top(scores, k, meta={"method": method, "k": k})))
@@ -336,7 +341,7 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 plan.eval[key] = plan.add(Step("eval", f"{_safe(b)}/{o}-s{s}", ev_params, _do_eval(cfg, tr, dd),
                                                deps=[tr], cell=cell))
                 src = _neuron_source(cfg, o)
-                n_params = {**dataclasses.asdict(cfg.neurons), "source": src}
+                n_params = {**dataclasses.asdict(cfg.neurons), "source": src, "pool": POOL}
                 nr = plan.add(Step("neurons", f"{_safe(b)}/{o}-s{s}", n_params, _do_neurons(cfg, tr, src, dd),
                                    deps=[tr], cell=cell))
                 plan.neurons[key] = nr
@@ -378,30 +383,49 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
 
 
 def describe(plan: Plan, cell: str | None = None) -> list[dict[str, Any]]:
+    """Each step's status: cached (complete, outputs match their record by size and small-file hash) or to run."""
     rows = []
     for st in plan.steps:
         if cell is not None and st.cell != cell:
             continue
-        rows.append({"step": st.label, "status": "cached" if st.done() else "to run", "folder": str(st.folder),
+        cached = st.done() and st.changes() is None
+        rows.append({"step": st.label, "status": "cached" if cached else "to run", "folder": str(st.folder),
                      "cell": st.cell})
     return rows
 
 
-def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = print) -> dict[str, int]:
-    """Run every step not already complete (only one cell's with ``cell``); return counts."""
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = print, verify: bool = False,
+            warn: Callable[[str], None] = _stderr) -> dict[str, int]:
+    """Run every step not already complete (only one cell's with ``cell``); return counts.
+
+    A complete step is reused only when its outputs still match what it recorded (``Step.changes``;
+    every hash with ``verify``); otherwise ``warn`` says why and it is run again from scratch.
+    """
     if cell is not None and cell not in plan.cells():
         raise RmtensionError(f"unknown cell {cell!r}; cells: {', '.join(plan.cells())}")
     counts = {"cached": 0, "ran": 0}
     todo = [st for st in plan.steps if cell is None or st.cell == cell]
     for i, st in enumerate(todo, 1):
+        fresh = False
         if st.done():
-            counts["cached"] += 1
-            continue
+            problem = st.changes(full=verify)
+            if problem is None:
+                counts["cached"] += 1
+                continue
+            warn(f"step {st.label}: outputs changed ({problem}); re-running")
+            fresh = True
+        elif (st.folder / "step.json").exists():
+            warn(f"step {st.label}: outputs changed (step.json: unreadable or not this step's); re-running")
+            fresh = True
         missing = [d.label for d in st.deps if not d.done()]
         if missing:
             raise RmtensionError(f"step {st.label} needs {', '.join(missing)} first (run those cells, or run without --cell)")
         echo(f"[{i}/{len(todo)}] {st.label} …")
-        st.run()
+        st.run(fresh=fresh)
         counts["ran"] += 1
     return counts
 
