@@ -17,9 +17,16 @@ Why the scorer is faster (the table shows the counts behind each reason):
 - it tokenises all texts in one call and gathers scores in one array, where the pipeline tokenises,
   collates and post-processes text by text.
 
+With ``--shared``: shared-prompt scoring against the plain RewardScorer (``shared_prompt=False``)
+instead, on two text sets scored as an evaluation scores them: HH-RLHF pairs (chosen and
+rejected of each pair; the texts hh-heldout evaluates are such pairs) and RM-Bench items (all six
+responses of each item). Both scorers run in one process on the same model object, interleaved
+(plain, shared, plain, shared, ...), and the scores are checked equal first.
+
 Usage (from the repository root):
     python benchmarks/score_throughput.py [--backbone smollm2-135m-instruct] [--texts 128]
         [--batch-size 16] [--max-length 512] [--repeats 1] [--data-dir ../shared/data]
+    python benchmarks/score_throughput.py --shared [--backbone tiny-llama] [--pairs 32] [--items 8]
 """
 
 from __future__ import annotations
@@ -84,6 +91,67 @@ def run_scorer(model, tokenizer, texts: list[str], batch_size: int, max_length: 
     return scores, Timing("rmtension RewardScorer", seconds, rep.unique_texts, rep.padded_tokens, rep.tokens)
 
 
+def shared_sets(tokenizer, n_pairs: int, n_items: int, data_dir: Path, template: str) -> dict[str, list[str]]:
+    """HH-RLHF pairs (hashed sample of hh-rlhf:mixed) and RM-Bench items (hashed sample), as texts."""
+    from rmtension.bench.loaders import load_benchmark
+    from rmtension.data.sources import load_preferences
+    from rmtension.models.formatting import format_for_rm
+
+    pairs = load_preferences("hh-rlhf:mixed", data_dir).pairs
+    pairs = sorted(pairs, key=lambda p: hashlib.sha256(p.id.encode()).digest())[:n_pairs]
+    items = load_benchmark("rm-bench", data_dir).items
+    items = sorted(items, key=lambda it: hashlib.sha256(it.id.encode()).digest())[:n_items]
+    return {"HH-RLHF pairs": [format_for_rm(p.prompt, r, tokenizer, template) for p in pairs for r in (p.chosen, p.rejected)],
+            "RM-Bench items": [format_for_rm(it.prompt, r, tokenizer, template) for it in items for r in it.chosen + it.rejected]}
+
+
+def run_shared_comparison(model, tok, label: str, args: argparse.Namespace, template: str) -> int:
+    """Plain vs shared-prompt RewardScorer on HH pairs and RM-Bench items; scores must agree."""
+    from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
+
+    sets = shared_sets(tok, args.pairs, args.items, Path(args.data_dir), template)
+    scorers = {name: RewardScorer(model, tok, ScorerConfig(batch_size=args.batch_size, max_length=args.max_length,
+                                                           device="cpu", progress=False, shared_prompt=shared))
+               for name, shared in (("plain", False), ("shared", True))}
+    for sc in scorers.values():  # warm-up
+        sc.score(sets["HH-RLHF pairs"][: args.batch_size])
+    params = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "wte" not in n)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"model {label}: {params / 1e6:.1f}M non-embedding parameters, float32, {torch.get_num_threads()} threads, "
+          f"batch size {args.batch_size}, max length {args.max_length}, {args.repeats} interleaved repeat(s)")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+    ok = True
+    header = f"{'texts':16s} {'method':7s} {'seconds':>8s} {'all runs':>18s} {'ratio':>6s} {'positions':>10s} " \
+             f"{'real tokens':>11s} {'packed':>7s} {'cut':>4s}"
+    print(header)
+    print("-" * len(header))
+    for set_name, texts in sets.items():
+        times: dict[str, list[float]] = {"plain": [], "shared": []}
+        scores: dict[str, np.ndarray] = {}
+        for _ in range(max(1, args.repeats)):
+            for name, sc in scorers.items():
+                t0 = time.perf_counter()
+                scores[name] = sc.score(texts)
+                times[name].append(time.perf_counter() - t0)
+        diff = float(np.max(np.abs(scores["shared"] - scores["plain"])))
+        same = diff <= 1e-5 * max(1.0, float(np.max(np.abs(scores["plain"]))))
+        ok &= same
+        base = min(times["plain"])
+        for name, sc in scorers.items():
+            rep = sc.last_report
+            runs = "/".join(f"{t:.1f}" for t in times[name])
+            print(f"{set_name:16s} {name:7s} {min(times[name]):8.2f} {runs:>18s} {base / min(times[name]):5.2f}× "
+                  f"{rep.padded_tokens:10d} {rep.tokens:11d} {rep.shared_texts:7d} {rep.truncated:4d}")
+        print(f"{'':16s} {len(texts)} texts; scores equal: {'yes' if same else 'NO'} (max |difference| {diff:.2e})")
+    print("seconds: best of the runs; ratio: plain seconds / this method's; packed: texts scored in a shared row; "
+          "cut: texts over the max length (cut from the left, never packed).")
+    if not ok:
+        print("error: shared and plain scores disagree, so the timing comparison is meaningless", file=sys.stderr)
+        return 1
+    return 0
+
+
 def make_pipeline(model, tokenizer, batch_size: int):
     from transformers import pipeline
 
@@ -112,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="timed runs of each method (best is reported)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--data-dir", default=os.environ.get("RMTENSION_DATA_DIR") or str(DEFAULT_DATA))
+    ap.add_argument("--shared", action="store_true", help="shared-prompt vs plain RewardScorer instead of the pipeline")
+    ap.add_argument("--pairs", type=int, default=32, help="--shared: HH-RLHF pairs")
+    ap.add_argument("--items", type=int, default=8, help="--shared: RM-Bench items (six texts each)")
     args = ap.parse_args(argv)
 
     from transformers.utils import logging as hf_logging
@@ -129,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         model, tok = build_reward_model(args.backbone, seed=0)
         template, label = "hh", args.backbone
     model.eval()
+    if args.shared:
+        return run_shared_comparison(model, tok, label, args, template)
     # Same texts, same cut: the pipeline's tokenizer truncates from the left like the scorer, and pads
     # on the right (the scorer's layout; decoder heads read the last non-pad token either way).
     tok.truncation_side, tok.padding_side = "left", "right"

@@ -217,7 +217,9 @@ def test_eval_cli_real_and_generic_benchmarks(rm_dir, data_dir, tmp_path, capsys
         assert set(row) >= {"benchmark", "subset", "id", "chosen_scores", "rejected_scores", "correct"}
     check_recomputable(results, items)
     sc = results["scoring"]
-    assert sc["unique_texts"] < sc["texts"] and sc["max_length"] == 192 and sc["padded_tokens"] >= sc["tokens"]
+    assert sc["unique_texts"] < sc["texts"] and sc["max_length"] == 192
+    # positions computed (below the real tokens where shared prompts were computed once) and real tokens
+    assert sc["positions"] == sc["padded_tokens"] > 0 and sc["real_tokens"] == sc["tokens"] > 0
 
     # The scores in items.jsonl belong to their items: re-score two generic items directly.
     model, tok, _ = load_reward_model(rm_dir)

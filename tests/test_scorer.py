@@ -122,7 +122,8 @@ def test_batches_pad_only_to_their_own_longest_text(data_dir):
     lengths = [len(tok(t)["input_ids"]) for t in texts]
     bs = 4
     counter = RowCounter()
-    scorer = RewardScorer(model, tok, ScorerConfig(batch_size=bs, progress=False, device="cpu"))
+    # the plain path's layout (shared prompts pack rows: tests/test_shared_prompt_scoring.py)
+    scorer = RewardScorer(model, tok, ScorerConfig(batch_size=bs, progress=False, device="cpu", shared_prompt=False))
     scorer.score(texts, observers=[counter])
     rep = scorer.last_report
     for b in counter.batches:
@@ -143,7 +144,7 @@ def test_observers_see_the_real_token_mask(data_dir):
     texts = _texts(tok, _real_pairs(data_dir), limit=320, n=9)
     tags = ["chosen" if k % 2 == 0 else "rejected" for k in range(len(texts))]
     counter = RowCounter()
-    scorer = RewardScorer(model, tok, ScorerConfig(batch_size=4, progress=False, device="cpu"))
+    scorer = RewardScorer(model, tok, ScorerConfig(batch_size=4, progress=False, device="cpu", shared_prompt=False))
     got = scorer.score(texts, observers=[counter], tags=tags)
     for b, s in zip(counter.batches, counter.scores):
         assert b.tags == [tags[i] for i in b.text_index]

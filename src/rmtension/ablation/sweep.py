@@ -208,7 +208,8 @@ class SweepResult:
 def _scoring(rep: ScoreReport, scorer: RewardScorer, seconds: float | None, shared: bool) -> dict[str, Any]:
     return {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated, "tokens": rep.tokens,
             "padded_tokens": rep.padded_tokens, "batches": rep.batches, "max_length": scorer.max_length,
-            "dtype": scorer.config.dtype, "seconds": seconds, "sweep": True, "shared_work": shared}
+            "dtype": scorer.config.dtype, "seconds": seconds, "sweep": True, "shared_work": shared,
+            **rep.scoring_fields()}
 
 
 def _eval_result(benchmarks: Sequence[Benchmark], tokenizer: Any, template: str, texts: list[str],

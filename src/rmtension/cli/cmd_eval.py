@@ -23,11 +23,19 @@ def add_scorer_options(p: argparse.ArgumentParser) -> None:
                    help="float32, or bf16/fp16 autocast (default float32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_shared_prompt_option(p)
+
+
+def add_shared_prompt_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-shared-prompt", action="store_true",
+                   help="score every text in full instead of computing a prompt shared by several texts once "
+                   "(same scores; for checks, and what families other than GPT-2/Llama/Gemma 3 get anyway)")
 
 
 def scorer_config(args: argparse.Namespace) -> ScorerConfig:
     return ScorerConfig(batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
-                        device=args.device, progress=not args.no_progress)
+                        device=args.device, progress=not args.no_progress,
+                        shared_prompt=not getattr(args, "no_shared_prompt", False))
 
 
 @contextlib.contextmanager

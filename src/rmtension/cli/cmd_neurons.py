@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rmtension.cli.cmd_eval import add_shared_prompt_option
 from rmtension.cli.common import add_data_dir, add_json, check_out_file, print_json
 from rmtension import validate as V
 
@@ -87,6 +88,7 @@ def _add_score(nsub) -> None:
     s.add_argument("--base", help="backbone of the untrained base model (default: the one in the RM's rmtension.json)")
     s.add_argument("--chunk-pairs", type=V.positive_int, default=512, help="pairs per scorer call (bounds pending memory)")
     s.add_argument("--progress", action="store_true", help="show progress bars")
+    add_shared_prompt_option(s)
     s.add_argument("--out", required=True, help="score file to write (.npz)")
     _add_force(s)
     add_json(s)
@@ -102,7 +104,7 @@ def run_score(args: argparse.Namespace) -> int:
                        data_dir=args.data_dir, max_pairs=args.max_pairs, split=args.split, batch_size=args.batch_size,
                        max_length=args.max_length, dtype=args.dtype, device=args.device, seed=args.seed,
                        with_change=args.with_change, base=args.base, chunk_pairs=args.chunk_pairs,
-                       progress=args.progress)
+                       progress=args.progress, shared_prompt=not args.no_shared_prompt)
     _check_out(args)
     stats, scores = score_rm(req)
     stats.meta.update(_created("neurons score"))

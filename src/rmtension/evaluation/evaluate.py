@@ -384,7 +384,7 @@ def evaluate(model, tokenizer, benchmarks: Sequence[Benchmark], template: str = 
     results["scoring"] = {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated,
                           "tokens": rep.tokens, "padded_tokens": rep.padded_tokens, "batches": rep.batches,
                           "batch_size": scorer.config.batch_size, "max_length": scorer.max_length,
-                          "dtype": scorer.config.dtype, "device": str(scorer.device),
+                          "dtype": scorer.config.dtype, "device": str(scorer.device), **rep.scoring_fields(),
                           "scoring_seconds": round(rep.seconds, 3),
                           "seconds": round(time.perf_counter() - t0, 3)}
     results["version"] = _version()

@@ -14,12 +14,32 @@ must agree between stages. It scores a list of texts by
 
 Repeated calls on the same texts (an ablation sweep re-scores one benchmark under many neuron
 sets) reuse the previous call's tokenisation instead of tokenising again.
+
+Shared prompts (``ScorerConfig.shared_prompt``, on by default): the responses of one item share
+their whole prompt, and on HH most of each text is that prompt. Texts whose token ids begin with
+the same prefix are *packed* into one row ``[prefix | rest 1 | rest 2 | ...]`` so that the prefix
+is computed once. A block mask lets each rest attend to the prefix and to itself only (causally),
+and position ids restart every rest at the prefix's end, so each token sees exactly the keys and
+positions it would see in its own text; the score head reads each text's own last position. So
+the scores equal the plain path's (float tolerance; ``tests/test_shared_prompt_scoring.py``).
+
+- The prefix is found on token ids, never on text: texts are sorted by their ids and neighbours'
+  longest exact common prefix is used, so a BPE merge across the prompt/response boundary just
+  shortens the shared part. It stops before any member's scored position.
+- A text cut by ``max_length`` is never packed (its kept tokens are not a prefix of anything).
+- Packing is used only where it computes less: a packed row pays attention over its full length
+  (the block mask hides, but a dense kernel still computes, the other rests), so an item with a
+  short prompt and many long responses (RM-Bench) is split into several rows, or left unpacked,
+  by a cost model (``_row_cost``).
+- Only decoder families whose mask and position handling was checked share (GPT-2, Llama/SmolLM2,
+  Gemma 3 text; sdpa or eager attention); any other model logs one line and runs the plain path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
@@ -32,6 +52,22 @@ from rmtension.errors import RmtensionError
 from rmtension.models.encoding import encode, model_max_length, truncate_left
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+log = logging.getLogger(__name__)
+
+# Families whose packed forward (4D block mask + restarted position ids) was checked against the
+# plain one in tests/test_shared_prompt_scoring.py (transformers 5.24). BERT-style encoders attend
+# both ways, so a rest would see the other rests: they can never share this way.
+SHARED_MODEL_TYPES = ("gpt2", "llama", "gemma3_text")
+SHARED_ATTENTION = ("sdpa", "eager")
+MIN_SHARED_TOKENS = 8  # a shorter common prefix saves too little to be worth a block mask
+# Cost of one row of T positions in "position units": T + T² / C with C = ATTENTION_PER_HIDDEN ×
+# hidden size. The quadratic term is attention over the whole packed row (a dense kernel computes
+# the masked blocks too). Per pair of positions attention costs ~4·hidden FLOPs against ~12–14·hidden²
+# per position for the linear layers, so C grows with the hidden size; on this 2-core CPU masked
+# SDPA ran ~4× below the matmul rate, which puts C near 1.5 × hidden (SmolLM2-135M, hidden 576:
+# ~0.28 s attention vs ~0.4 s linear layers per layer and 2048 positions at T = 512, float32).
+ATTENTION_PER_HIDDEN = 1.5
 
 
 class NonFiniteScoreError(RmtensionError, FloatingPointError):
@@ -49,8 +85,20 @@ class Batch:
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
-    text_index: list[int]  # positions in the caller's ``texts`` of each row (first occurrence)
-    tags: list[str] = field(default_factory=list)  # per-row labels passed through (e.g. "chosen")
+    text_index: list[int]  # positions in the caller's ``texts`` of each text (first occurrence)
+    tags: list[str] = field(default_factory=list)  # per-text labels passed through (e.g. "chosen")
+    # Where each text (in ``text_index`` order) lies: its (row, start, end) spans. A plain row is one
+    # text, one span; a packed row holds a shared prefix span and each text's own rest.
+    text_spans: list[list[tuple[int, int, int]]] = field(default_factory=list)
+    read_pos: list[tuple[int, int]] = field(default_factory=list)  # per text: (row, position) the head reads
+    # Packed batches only: per position the segment (-1 padding, 0 prefix or a plain text, k ≥ 1 the
+    # k-th rest of its row) and the position id. None: a plain batch, run as the model's own forward.
+    segment_ids: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
+
+    @property
+    def packed(self) -> bool:
+        return self.segment_ids is not None
 
 
 class BatchObserver(Protocol):
@@ -72,6 +120,8 @@ class ScorerConfig:
         weights (on CPU, bf16 autocast needs a processor with bf16 matrix instructions to pay off).
     device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
     progress: show a progress bar (only on a terminal: logs and tests stay clean).
+    shared_prompt: compute a prompt shared by several texts once (see the module docstring);
+        False is the plain path (for checks, and what unsupported families get anyway).
     """
 
     batch_size: int = 16
@@ -79,14 +129,18 @@ class ScorerConfig:
     dtype: str = "float32"
     device: str = "auto"
     progress: bool = True
+    shared_prompt: bool = True
 
 
 @dataclass
 class ScoreReport:
     """What a scoring call did, for the run records.
 
-    ``unique_texts`` is the number of rows that went through the model; ``padded_tokens`` the
-    number of positions computed (rows × batch width), ``tokens`` the real ones among them.
+    ``unique_texts`` is the number of texts that went through the model; ``padded_tokens`` the
+    number of positions computed (rows × batch width), ``tokens`` the texts' real tokens (the sum
+    of the unique texts' lengths; with shared prompts a prefix counts once per text, so this is the
+    same number on both paths and ``padded_tokens / tokens`` can fall below 1).
+    ``shared_texts`` texts were packed with others into ``shared_rows`` rows.
     """
 
     texts: int = 0
@@ -96,6 +150,22 @@ class ScoreReport:
     padded_tokens: int = 0
     batches: int = 0
     seconds: float = 0.0
+    shared_prompt: bool = False
+    shared_texts: int = 0
+    shared_rows: int = 0
+
+    @property
+    def positions(self) -> int:
+        return self.padded_tokens
+
+    @property
+    def real_tokens(self) -> int:
+        return self.tokens
+
+    def scoring_fields(self) -> dict[str, Any]:
+        """The counts every results.json ``scoring`` block carries."""
+        return {"positions": self.padded_tokens, "real_tokens": self.tokens, "shared_prompt": self.shared_prompt,
+                "shared_texts": self.shared_texts, "shared_rows": self.shared_rows}
 
     @property
     def padding_ratio(self) -> float:
@@ -147,6 +217,131 @@ def _accepts_use_cache(model: Any) -> bool:
     return "use_cache" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def _text_config(model: Any) -> Any:
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
+def shared_prompt_support(model: Any) -> str | None:
+    """None if ``model`` can score packed rows, else the reason it cannot (one line)."""
+    cfg = _text_config(model)
+    kind = getattr(cfg, "model_type", None)
+    if kind not in SHARED_MODEL_TYPES:
+        return f"model type {kind!r} is not one of {', '.join(SHARED_MODEL_TYPES)}"
+    attn = getattr(cfg, "_attn_implementation", None) or getattr(model.config, "_attn_implementation", None)
+    if attn not in SHARED_ATTENTION:
+        return f"attention implementation {attn!r} is not one of {', '.join(SHARED_ATTENTION)}"
+    if not isinstance(getattr(cfg, "pad_token_id", None), int):
+        return "the model config has no pad token id (its head then reads the last position of a row)"
+    head = getattr(model, "score", None)
+    if not isinstance(head, torch.nn.Linear) or getattr(model, "base_model", model) is model:
+        return "the model has no separate backbone and linear score head"
+    return None
+
+
+def read_position(ids: Sequence[int], pad_id: int) -> int:
+    """The position a decoder head scores: the rightmost token that is not the config's pad id.
+
+    Same rule as transformers 5.24's ``GPT2ForSequenceClassification`` and
+    ``GenericForSequenceClassification`` (``(arange(L) * (ids != pad)).argmax(-1)``: 0 when every
+    token is a pad).
+    """
+    for i in range(len(ids) - 1, -1, -1):
+        if ids[i] != pad_id:
+            return i
+    return 0
+
+
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _row_cost(width: int, attention_tokens: float) -> float:
+    """Relative cost of one row of ``width`` positions: linear layers plus dense attention."""
+    return width + width * width / attention_tokens
+
+
+def share_groups(ids: Sequence[Sequence[int]], reads: Sequence[int], candidates: Sequence[int],
+                 attention_tokens: float, max_members: int | None = None) -> list[tuple[int, list[int]]]:
+    """(prefix length, members) of each packed row; texts not listed stay plain.
+
+    Texts are sorted by their token ids, so texts with a common prefix are neighbours and a run's
+    common prefix is the minimum of its neighbours' common prefixes. A run grows while adding the
+    next text lowers the total cost (``_row_cost``) and keeps a prefix of at least
+    ``MIN_SHARED_TOKENS`` that ends at or before every member's read position (each text's score
+    must come from its own rest, which is then never empty), and while it has fewer than
+    ``max_members`` texts (the scorer passes its batch size: a row never holds more texts than a
+    batch, so memory stays bounded as in the plain path).
+    """
+    order = sorted(candidates, key=lambda k: list(ids[k]))
+    groups: list[tuple[int, list[int]]] = []
+    members: list[int] = []
+    prefix = 0
+    cost = 0.0
+
+    def close() -> None:
+        if len(members) > 1:
+            groups.append((prefix, list(members)))
+
+    for k in order:
+        if members and (max_members is None or len(members) < max_members):
+            p = min(prefix if len(members) > 1 else reads[members[0]], _lcp(ids[members[-1]], ids[k]), reads[k])
+            width = p + sum(len(ids[m]) - p for m in members) + len(ids[k]) - p
+            new_cost = _row_cost(width, attention_tokens)
+            if p >= MIN_SHARED_TOKENS and new_cost < cost + _row_cost(len(ids[k]), attention_tokens):
+                members.append(k)
+                prefix, cost = p, new_cost
+                continue
+        if members:
+            close()
+        members, prefix, cost = [k], 0, _row_cost(len(ids[k]), attention_tokens)
+    if members:
+        close()
+    return groups
+
+
+def model_inputs(model: Any, batch: Batch, device: torch.device) -> dict[str, Any]:
+    """Keyword arguments for ``model`` (or its backbone) on ``batch``.
+
+    A plain batch: ids and the 2D padding mask, as always. A packed batch: a 4D mask (transformers
+    uses a 4D mask as given) in which a query sees a key iff the key is not later, not padding, and
+    lies in the prefix (segment 0) or the query's own segment; for a model with sliding-window
+    layers (Gemma 3) a second mask also drops keys whose *position ids* are a window or more
+    behind (transformers' rule ``kv_idx > q_idx - window``, on the unpacked positions), passed as
+    the per-layer-type dict Gemma 3's forward accepts. Padding queries see the row's first token
+    (segment 0), so no row of the mask is empty.
+    """
+    ids = batch.input_ids.to(device, non_blocking=True)
+    if batch.segment_ids is None:
+        return {"input_ids": ids, "attention_mask": batch.attention_mask.to(device, non_blocking=True)}
+    seg = batch.segment_ids.to(device)
+    pos = batch.position_ids.to(device)
+    width = seg.shape[1]
+    q, k = seg[:, :, None], seg[:, None, :]
+    causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
+    allowed = causal[None] & (k != -1) & ((k == 0) | (k == q))
+    cfg = _text_config(model)
+    attn = getattr(cfg, "_attn_implementation", None) or getattr(model.config, "_attn_implementation", None)
+
+    def as_mask(m: torch.Tensor) -> torch.Tensor:
+        m = m[:, None]
+        if attn == "eager":  # eager attention adds the mask to the logits
+            dtype = next(model.parameters()).dtype
+            return torch.zeros(m.shape, dtype=dtype, device=device).masked_fill_(~m, torch.finfo(dtype).min)
+        return m
+
+    mask: Any = as_mask(allowed)
+    layer_types = list(getattr(cfg, "layer_types", None) or [])
+    if "sliding_attention" in layer_types:
+        window = int(cfg.sliding_window)
+        near = (pos[:, :, None] - pos[:, None, :]) < window
+        mask = {"full_attention": mask, "sliding_attention": as_mask(allowed & near)}
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+
+
 @dataclass
 class _Tokenised:
     """A call's tokenisation, kept so that a repeated call on the same texts skips it."""
@@ -156,6 +351,16 @@ class _Tokenised:
     uniq: list[int]  # positions of first occurrences, ascending
     ids: list[list[int]]  # per unique text, after left truncation
     truncated: int
+    cut: list[bool]  # per unique text: was it truncated (then it is never packed)
+
+
+@dataclass
+class _Row:
+    """One row of a batch: a single text (prefix 0), or texts packed behind a shared prefix."""
+
+    prefix: int
+    members: list[int]  # unique-text indices
+    width: int
 
 
 class RewardScorer:
@@ -178,6 +383,11 @@ class RewardScorer:
         self.pad_id = _pad_id(model, tokenizer)
         self.special_ids = set(tokenizer.all_special_ids)
         self._extra = {"use_cache": False} if _accepts_use_cache(model) else {}
+        self._share_reason = shared_prompt_support(model)
+        pad = getattr(_text_config(model), "pad_token_id", None)
+        self.head_pad_id = pad if isinstance(pad, int) else -1  # the id the head's "last non-pad" rule skips
+        if self.config.shared_prompt and self._share_reason is not None:
+            log.warning("shared-prompt scoring off: %s; every text is scored in full", self._share_reason)
         self._last_tokenised: _Tokenised | None = None
         self.last_report = ScoreReport()
 
@@ -195,56 +405,130 @@ class RewardScorer:
         owner = [first.setdefault(t, i) for i, t in enumerate(key)]
         uniq = sorted(first.values())
         raw = encode(self.tokenizer, [key[i] for i in uniq])
-        ids, truncated = [], 0
+        ids, cuts = [], []
         for i, row in zip(uniq, raw):
             if not row:
                 raise RmtensionError(f"text {i} is empty after tokenisation; every RM input needs at least one token")
-            cut = truncate_left(row, self.max_length, self.special_ids)
-            truncated += len(cut) < len(row)
-            ids.append(cut)
-        self._last_tokenised = _Tokenised(key, owner, uniq, ids, truncated)
+            kept = truncate_left(row, self.max_length, self.special_ids)
+            cuts.append(len(kept) < len(row))
+            ids.append(kept)
+        self._last_tokenised = _Tokenised(key, owner, uniq, ids, sum(cuts), cuts)
         return self._last_tokenised
 
     def plan(self, texts: Sequence[str], tags: Sequence[str] | None = None) -> tuple[list[Batch], list[int], ScoreReport]:
-        """Tokenise, de-duplicate and batch. Returns batches, the map text → unique row, and a report.
+        """Tokenise, de-duplicate, pack shared prompts and batch. Returns batches, the map text →
+        unique text, and a report.
 
-        Batches are cut from the unique texts sorted longest first (ties keep input order), so
-        each is padded only to its own longest text and the first batch is the largest: a batch
-        size that does not fit in memory fails at once, not at the end of a long run.
+        Rows (a text, or several packed texts) are sorted longest first (ties keep input order)
+        and cut into batches of at most ``batch_size`` texts, so each is padded only to its own
+        longest row and the first batch is the largest: a batch size that does not fit in memory
+        fails at once, not at the end of a long run.
         """
         if tags is not None and len(tags) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(tags)} tags")
         tok = self._tokenise(texts)
-        rep = ScoreReport(texts=len(texts), unique_texts=len(tok.uniq), truncated=tok.truncated)
-        order = sorted(range(len(tok.uniq)), key=lambda k: -len(tok.ids[k]))
+        rep = ScoreReport(texts=len(texts), unique_texts=len(tok.uniq), truncated=tok.truncated,
+                          tokens=sum(len(x) for x in tok.ids))
+        rows = self._rows(tok)
+        rep.shared_prompt = self.shares
+        rep.shared_rows = sum(1 for r in rows if len(r.members) > 1)
+        rep.shared_texts = sum(len(r.members) for r in rows if len(r.members) > 1)
+        rows.sort(key=lambda r: (-r.width, min(r.members)))
         pin = self.device.type == "cuda"
         batches = []
         bs = self.config.batch_size
-        for start in range(0, len(order), bs):
-            rows = order[start:start + bs]
-            width = len(tok.ids[rows[0]])
-            input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, k in enumerate(rows):
-                n = len(tok.ids[k])
-                input_ids[r, :n] = torch.tensor(tok.ids[k], dtype=torch.long)
-                mask[r, :n] = 1
+        start = 0
+        while start < len(rows):
+            end, n = start, 0
+            while end < len(rows) and (end == start or n + len(rows[end].members) <= bs):
+                n += len(rows[end].members)
+                end += 1
+            batch = self._batch(tok, rows[start:end], tags)
             if pin:
-                input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
-            rep.tokens += int(mask.sum())
-            rep.padded_tokens += input_ids.numel()
-            index = [tok.uniq[k] for k in rows]
-            batches.append(Batch(input_ids, mask, index, [tags[i] for i in index] if tags is not None else []))
+                batch.input_ids, batch.attention_mask = batch.input_ids.pin_memory(), batch.attention_mask.pin_memory()
+            rep.padded_tokens += batch.input_ids.numel()
+            batches.append(batch)
+            start = end
         rep.batches = len(batches)
         return batches, list(tok.owner), rep
 
+    @property
+    def shares(self) -> bool:
+        """Whether this scorer packs shared prompts (config asks for it and the model supports it)."""
+        return self.config.shared_prompt and self._share_reason is None
+
+    def _rows(self, tok: "_Tokenised") -> list["_Row"]:
+        """Each unique text in a row of its own, except the packed groups (``share_groups``)."""
+        n = len(tok.ids)
+        grouped: list[tuple[int, list[int]]] = []
+        if self.shares and n > 1:
+            reads = [read_position(x, self.head_pad_id) for x in tok.ids]
+            candidates = [k for k in range(n) if not tok.cut[k]]
+            hidden = int(getattr(_text_config(self.model), "hidden_size", 0) or getattr(_text_config(self.model), "n_embd", 0) or 512)
+            grouped = share_groups(tok.ids, reads, candidates, ATTENTION_PER_HIDDEN * hidden, self.config.batch_size)
+        in_group = {k for _, members in grouped for k in members}
+        rows = [_Row(0, [k], len(tok.ids[k])) for k in range(n) if k not in in_group]
+        for prefix, members in grouped:
+            members = sorted(members)  # input order inside a row
+            rows.append(_Row(prefix, members, prefix + sum(len(tok.ids[k]) - prefix for k in members)))
+        return rows
+
+    def _batch(self, tok: "_Tokenised", rows: list["_Row"], tags: Sequence[str] | None) -> Batch:
+        width = rows[0].width
+        packed = any(len(r.members) > 1 for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        seg = torch.full((len(rows), width), -1, dtype=torch.long) if packed else None
+        pos = torch.zeros((len(rows), width), dtype=torch.long) if packed else None
+        index, spans, reads = [], [], []
+        for r, row in enumerate(rows):
+            mask[r, :row.width] = 1
+            if len(row.members) == 1:
+                k = row.members[0]
+                x = tok.ids[k]
+                input_ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
+                if packed:
+                    seg[r, :len(x)] = 0  # type: ignore[index]
+                    pos[r, :len(x)] = torch.arange(len(x))  # type: ignore[index]
+                index.append(tok.uniq[k])
+                spans.append([(r, 0, len(x))])
+                reads.append((r, read_position(x, self.head_pad_id)))
+                continue
+            p = row.prefix
+            input_ids[r, :p] = torch.tensor(tok.ids[row.members[0]][:p], dtype=torch.long)
+            seg[r, :p] = 0  # type: ignore[index]
+            pos[r, :p] = torch.arange(p)  # type: ignore[index]
+            at = p
+            for j, k in enumerate(row.members, start=1):
+                rest = tok.ids[k][p:]
+                input_ids[r, at:at + len(rest)] = torch.tensor(rest, dtype=torch.long)
+                seg[r, at:at + len(rest)] = j  # type: ignore[index]
+                pos[r, at:at + len(rest)] = torch.arange(p, p + len(rest))  # type: ignore[index]
+                index.append(tok.uniq[k])
+                spans.append([(r, 0, p), (r, at, at + len(rest))])
+                reads.append((r, at + read_position(tok.ids[k], self.head_pad_id) - p))
+                at += len(rest)
+        return Batch(input_ids, mask, index, [tags[i] for i in index] if tags is not None else [],
+                     spans, reads, seg, pos)
+
     @torch.inference_mode()
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Scores of one batch (float32, on CPU)."""
+        """Scores of one batch, one per text in ``batch.text_index`` order (float32, on CPU).
+
+        A packed batch runs the backbone under the block mask and applies the score head to each
+        text's read position (what the model's own head does on the text alone).
+        """
         with self._autocast():
-            out = self.model(input_ids=batch.input_ids.to(self.device, non_blocking=True),
-                             attention_mask=batch.attention_mask.to(self.device, non_blocking=True), **self._extra)
-        return out.logits[:, 0].float().cpu()
+            if not batch.packed:
+                out = self.model(input_ids=batch.input_ids.to(self.device, non_blocking=True),
+                                 attention_mask=batch.attention_mask.to(self.device, non_blocking=True), **self._extra)
+                return out.logits[:, 0].float().cpu()
+            out = self.model.base_model(**model_inputs(self.model, batch, self.device), use_cache=False)
+            hidden = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state
+            rows = torch.tensor([r for r, _ in batch.read_pos], device=hidden.device)
+            cols = torch.tensor([c for _, c in batch.read_pos], device=hidden.device)
+            logits = self.model.score(hidden[rows, cols])
+        return logits[:, 0].float().cpu()
 
     def score(self, texts: Sequence[str], observers: Sequence[BatchObserver] = (), tags: Sequence[str] | None = None,
               desc: str = "scoring") -> np.ndarray:

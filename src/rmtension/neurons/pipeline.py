@@ -43,6 +43,7 @@ class ScoreRequest:
     base: str | None = None  # backbone name/folder of the untrained base; default: the RM's record
     chunk_pairs: int = 512
     progress: bool = False
+    shared_prompt: bool = True  # compute a pair's shared prompt once (same statistics; see evaluation/scorer.py)
 
 
 def _base_model(req: ScoreRequest, info: dict[str, Any]):
@@ -97,7 +98,8 @@ def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
     if req.with_change or needs_base(req.method):
         base, base_name = _base_model(req, info)
     scorer = RewardScorer(model, tokenizer, ScorerConfig(batch_size=req.batch_size, max_length=req.max_length,
-                                                         dtype=req.dtype, device=req.device, progress=req.progress))
+                                                         dtype=req.dtype, device=req.device, progress=req.progress,
+                                                         shared_prompt=req.shared_prompt))
     meta = {
         "rm": info.get("path", str(Path(req.rm).resolve())), "backbone": info.get("backbone"),
         "objective": info.get("objective"), "rm_seed": info.get("seed"), "template": template,

@@ -24,6 +24,12 @@ recorder's hooks fire inside that forward and reduce each layer's activations at
 * per-text mean vectors are kept only until the text's pair partner has been seen. Pairs are fed
   in chunks (``collect_stats``), so at most one chunk's means are pending.
 
+With shared prompts the scorer packs texts that begin with the same tokens into one row
+(``[prefix | rest 1 | rest 2 | ...]``, see ``evaluation/scorer.py``); the batch names each text's
+spans. Sums are taken per distinct span, and a shared prefix's sums are weighted by the total
+weight of the texts that contain it: each text's statistics still count its prompt tokens, exactly
+as a pass over each text alone would. A text's mean adds its prefix and rest sums.
+
 The scorer de-duplicates texts, so a text that occurs twice (the same transcript in two records,
 or one text as chosen in one pair and rejected in another) is run once. ``plan`` tells the
 recorder the full list, and each unique text's tokens are weighted by how often it occurs in
@@ -54,8 +60,8 @@ def _autocast(device: torch.device, dtype: str):
     return torch.autocast(device_type=device.type, dtype=dt)
 
 
-def _row_sums(a: torch.Tensor, spans: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """(rows, 4, N) float32: per batch row, [Σa, Σ|a|, Σa², #(a > 0)] over its real-token span.
+def _row_sums(a: torch.Tensor, spans: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+    """(spans, 4, N) float32: per (row, start, end) span, [Σa, Σ|a|, Σa², #(a > 0)] over its tokens.
 
     Why this shape of computation: the spans are views of the hooked (rows, T, N) activations, and
     the vector norms reduce them without temporaries, so each layer reads its activations about
@@ -65,8 +71,8 @@ def _row_sums(a: torch.Tensor, spans: Sequence[tuple[int, int]]) -> torch.Tensor
     max length's tokens, so float32 sums lose nothing that matters (relative error ~1e-7).
     """
     out = torch.empty((len(spans), 4, a.shape[-1]), dtype=torch.float32, device=a.device)
-    for r, (s, e) in enumerate(spans):
-        x = a[r, s:e]
+    for r, (row, s, e) in enumerate(spans):
+        x = a[row, s:e]
         if x.dtype != torch.float32:
             x = x.float()
         torch.sum(x, dim=0, out=out[r, 0])
@@ -169,8 +175,8 @@ class NeuronStatsRecorder:
         sums = _row_sums(a, st.spans)
         w = st.weights_on(a.device)
         self._acc.add(layer, w, sums)  # type: ignore[union-attr]
-        if st.row_means is not None:
-            st.row_means[:, layer] = (sums[:, 0] / st.lengths_on(a.device)[:, None]).double()
+        if st.row_means is not None:  # each text's mean: its spans' sums over its length
+            st.row_means[:, layer] = (st.members_on(a.device) @ sums[:, 0]).double()
         if self._diff is not None:
             base = st.base_act.pop(layer, None)
             if base is None:
@@ -206,31 +212,46 @@ class NeuronStatsRecorder:
             self._acc = _Accumulator(G, L, N, dev)
             if self.base is not None:
                 self._diff = _Accumulator(G, L, N, dev)
-        mask = batch.attention_mask.bool()
-        lengths = mask.sum(dim=1)
-        rows = len(batch.text_index)
-        spans = _spans(mask)
-        weights = np.zeros((G, rows))
+        text_spans = getattr(batch, "text_spans", None) or [[(r, s, e)] for r, (s, e) in
+                                                             enumerate(_spans(batch.attention_mask.bool()))]
+        n_texts = len(batch.text_index)
+        if len(text_spans) != n_texts:
+            raise RuntimeError(f"batch names {len(text_spans)} texts' spans for {n_texts} texts")
+        # distinct spans (a shared prefix is one span of several texts), summed once per layer
+        span_of: dict[tuple[int, int, int], int] = {}
+        for spans in text_spans:
+            for sp in spans:
+                span_of.setdefault(sp, len(span_of))
+        text_w = np.zeros((G, n_texts))
         for r, t in enumerate(batch.text_index):
             if self._plan is not None:
-                weights[:, r] = self._plan.weights(t)
+                text_w[:, r] = self._plan.weights(t)
             else:
                 tag = batch.tags[r] if batch.tags else ""
                 if tag not in self.groups:
                     raise RmtensionError(f"text tag {tag!r} is not one of the recorder's groups {self.groups}")
-                weights[self.groups.index(tag), r] = 1.0
+                text_w[self.groups.index(tag), r] = 1.0
+        weights = np.zeros((G, len(span_of)))
+        members = torch.zeros((n_texts, len(span_of)), dtype=torch.float32)
+        lengths = np.array([sum(e - s for _, s, e in spans) for spans in text_spans], dtype=np.float64)
+        for r, spans in enumerate(text_spans):
+            for sp in spans:
+                weights[:, span_of[sp]] += text_w[:, r]
+                members[r, span_of[sp]] = 1.0 / lengths[r] if lengths[r] else 0.0
         need_means = self._plan is not None and self._plan.has_pairs
-        self._count += (weights * lengths.numpy()[None, :]).sum(axis=1)
-        self._texts += weights.sum(axis=1)
-        self._batch = _BatchState(spans, torch.from_numpy(weights), lengths.to(torch.float32),
-                                  torch.zeros((rows, L, N), dtype=torch.float64, device=dev) if need_means else None)
+        self._count += (text_w * lengths[None, :]).sum(axis=1)
+        self._texts += text_w.sum(axis=1)
+        self._batch = _BatchState(list(span_of), torch.from_numpy(weights), members,
+                                  torch.zeros((n_texts, L, N), dtype=torch.float64, device=dev) if need_means else None)
         if self.base is not None:
+            from rmtension.evaluation.scorer import model_inputs
+
             base_dev = next(self.base.parameters()).device
             if base_dev != dev:  # the scorer moved the RM; the base follows it once
                 self.base.to(dev)
                 base_dev = dev
-            with torch.inference_mode(), _autocast(base_dev, self.autocast):
-                self.base(input_ids=batch.input_ids.to(base_dev), attention_mask=batch.attention_mask.to(base_dev))
+            with torch.inference_mode(), _autocast(base_dev, self.autocast):  # the same (packed) layout as the RM
+                self.base(**model_inputs(self.base, batch, base_dev))
             if len(self._batch.base_act) != L:
                 raise RuntimeError("the base model's hooks did not see every layer")
 
@@ -266,9 +287,11 @@ class NeuronStatsRecorder:
 class _BatchState:
     """What the hooks of one batch need, moved to the activations' device once."""
 
-    def __init__(self, spans: list[tuple[int, int]], weights: torch.Tensor, lengths: torch.Tensor,
+    def __init__(self, spans: list[tuple[int, int, int]], weights: torch.Tensor, members: torch.Tensor,
                  row_means: torch.Tensor | None):
-        self.spans, self.weights, self.lengths, self.row_means = spans, weights, lengths, row_means
+        # spans: distinct (row, start, end); weights: (G, spans); members: (texts, spans), 1/length
+        # where a span belongs to a text (so members @ span sums = the texts' means)
+        self.spans, self.weights, self.members, self.row_means = spans, weights, members, row_means
         self.base_act: dict[int, torch.Tensor] = {}
         self._cache: dict[tuple[str, torch.device], torch.Tensor] = {}
 
@@ -281,8 +304,8 @@ class _BatchState:
     def weights_on(self, device: torch.device) -> torch.Tensor:
         return self._on("weights", self.weights, device)
 
-    def lengths_on(self, device: torch.device) -> torch.Tensor:
-        return self._on("lengths", self.lengths, device)
+    def members_on(self, device: torch.device) -> torch.Tensor:
+        return self._on("members", self.members, device)
 
 
 def _spans(mask: torch.Tensor) -> list[tuple[int, int]]:
@@ -358,7 +381,7 @@ def collect_stats(scorer, pairs: Sequence[tuple[str, str]], *, site: str = "act"
     rec = NeuronStatsRecorder(scorer.model, site=site, base_model=base_model, autocast=scorer.config.dtype)
     scores = np.empty((len(pairs), 2))
     step = max(1, int(chunk_pairs))
-    truncated = 0
+    truncated = positions = real_tokens = 0
     with rec:
         for start in range(0, len(pairs), step):
             chunk = pairs[start:start + step]
@@ -369,6 +392,9 @@ def collect_stats(scorer, pairs: Sequence[tuple[str, str]], *, site: str = "act"
                              desc=f"neuron stats {start + len(chunk)}/{len(pairs)}")
             rec.finish_call()
             truncated += scorer.last_report.truncated
+            positions += scorer.last_report.padded_tokens
+            real_tokens += scorer.last_report.tokens
             scores[start:start + len(chunk)] = s.reshape(-1, 2)
     # texts over the length limit were cut from the left (the scorer's rule): counted, not hidden
-    return rec.result({**(meta or {}), "truncated_texts": truncated}), scores
+    return rec.result({**(meta or {}), "truncated_texts": truncated, "positions": positions, "real_tokens": real_tokens,
+                       "shared_prompt": bool(getattr(scorer, "shares", False))}), scores
