@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,7 +232,7 @@ def load_stats(path: str | Path) -> tuple[NeuronStats, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:  # zlib: a damaged member
         raise InputError(path, f"not a neuron statistics file (.npz): {exc}") from None
     if "meta" not in data:
         raise InputError(path, "not a neuron statistics file: no 'meta' entry")
