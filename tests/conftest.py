@@ -46,6 +46,15 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _one_thread():
+    """Each test starts on the suite's thread count, whatever an earlier test or library set."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("RMTENSION_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path_factory):
     """Each test starts without a data directory set, with its own model cache."""
     monkeypatch.delenv("RMTENSION_DATA_DIR", raising=False)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rmtension.analysis.compare import compare
 from rmtension.analysis.eval_runs import load_eval_run, triples_from_records
@@ -194,15 +193,6 @@ def test_mismatches_are_one_line_errors(two_seeds, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- end to end
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine run several times faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_end_to_end_three_tiny_rms(data_dir, tmp_path, capsys):

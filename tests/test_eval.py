@@ -41,15 +41,6 @@ ITEM_RULES = {"pairwise": pairwise_correct, "best-of-n": best_of_n_correct, "str
 SCORER_FLAGS = ["--max-length", "192", "--batch-size", "8", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine run several times faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def rm_dir(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:  # the same model cache the autouse fixture gives tests

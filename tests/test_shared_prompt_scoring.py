@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rmtension.evaluation import scorer as scorer_mod
 from rmtension.evaluation.scorer import RewardScorer, ScorerConfig, read_position, share_groups
@@ -51,14 +50,6 @@ def _texts(tok, data_dir: Path, n_hh: int = 10, n_rmb: int = 2) -> list[str]:
     for item in rb[:n_rmb]:
         texts += [format_for_rm(item["prompt"], x, tok, "hh") for x in item["chosen"] + item["rejected"]]
     return texts
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
