@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 
 from rmtension.errors import RmtensionError
 from rmtension.models.encoding import encode, model_max_length, truncate_left
+from rmtension.models.packing import packed_attention_mask, read_position
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -238,19 +239,6 @@ def shared_prompt_support(model: Any) -> str | None:
     return None
 
 
-def read_position(ids: Sequence[int], pad_id: int) -> int:
-    """The position a decoder head scores: the rightmost token that is not the config's pad id.
-
-    Same rule as transformers 5.24's ``GPT2ForSequenceClassification`` and
-    ``GenericForSequenceClassification`` (``(arange(L) * (ids != pad)).argmax(-1)``: 0 when every
-    token is a pad).
-    """
-    for i in range(len(ids) - 1, -1, -1):
-        if ids[i] != pad_id:
-            return i
-    return 0
-
-
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -306,39 +294,18 @@ def share_groups(ids: Sequence[Sequence[int]], reads: Sequence[int], candidates:
 def model_inputs(model: Any, batch: Batch, device: torch.device) -> dict[str, Any]:
     """Keyword arguments for ``model`` (or its backbone) on ``batch``.
 
-    A plain batch: ids and the 2D padding mask, as always. A packed batch: a 4D mask (transformers
-    uses a 4D mask as given) in which a query sees a key iff the key is not later, not padding, and
-    lies in the prefix (segment 0) or the query's own segment; for a model with sliding-window
-    layers (Gemma 3) a second mask also drops keys whose *position ids* are a window or more
-    behind (transformers' rule ``kv_idx > q_idx - window``, on the unpacked positions), passed as
-    the per-layer-type dict Gemma 3's forward accepts. Padding queries see the row's first token
-    (segment 0), so no row of the mask is empty.
+    A plain batch: ids and the 2D padding mask, as always. A packed batch: the packed rows' mask
+    (``rmtension.models.packing.packed_attention_mask``, the one training uses too) and the unpacked
+    position ids.
     """
     ids = batch.input_ids.to(device, non_blocking=True)
     if batch.segment_ids is None:
         return {"input_ids": ids, "attention_mask": batch.attention_mask.to(device, non_blocking=True)}
     seg = batch.segment_ids.to(device)
     pos = batch.position_ids.to(device)
-    width = seg.shape[1]
-    q, k = seg[:, :, None], seg[:, None, :]
-    causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
-    allowed = causal[None] & (k != -1) & ((k == 0) | (k == q))
     cfg = _text_config(model)
     attn = getattr(cfg, "_attn_implementation", None) or getattr(model.config, "_attn_implementation", None)
-
-    def as_mask(m: torch.Tensor) -> torch.Tensor:
-        m = m[:, None]
-        if attn == "eager":  # eager attention adds the mask to the logits
-            dtype = next(model.parameters()).dtype
-            return torch.zeros(m.shape, dtype=dtype, device=device).masked_fill_(~m, torch.finfo(dtype).min)
-        return m
-
-    mask: Any = as_mask(allowed)
-    layer_types = list(getattr(cfg, "layer_types", None) or [])
-    if "sliding_attention" in layer_types:
-        window = int(cfg.sliding_window)
-        near = (pos[:, :, None] - pos[:, None, :]) < window
-        mask = {"full_attention": mask, "sliding_attention": as_mask(allowed & near)}
+    mask = packed_attention_mask(cfg, attn, seg, pos, next(model.parameters()).dtype)
     return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
 
 

@@ -27,6 +27,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from rmtension.models.packing import packed_attention_mask, read_position
+
 log = logging.getLogger(__name__)
 
 MEGA_BATCHES = 50
@@ -119,18 +121,6 @@ class LengthGroupedSampler(torch.utils.data.Sampler[int]):
 # ----------------------------------------------------------------------------- shared-prompt collation
 
 
-def _pool_index(ids: Sequence[int], pad_id: int | None) -> int:
-    """The position transformers' sequence-classification heads read (GPT-2 and
-    ``GenericForSequenceClassification`` in transformers 5.24): the rightmost id that is not the
-    pad id, 0 when there is none, the last position when the model has no pad id."""
-    if pad_id is None:
-        return len(ids) - 1
-    for k in range(len(ids) - 1, -1, -1):
-        if ids[k] != pad_id:
-            return k
-    return 0
-
-
 @dataclass
 class SharedPromptCollator:
     """One packed row ``[prompt | chosen_rest | rejected_rest]`` per pair, right-padded.
@@ -155,8 +145,8 @@ class SharedPromptCollator:
             rows.append(c + r[p:])
             pos.append(list(range(len(c))) + list(range(p, len(r))))
             seg.append([0] * p + [1] * (len(c) - p) + [2] * (len(r) - p))
-            ci.append(_pool_index(c, self.score_pad_id))
-            k = _pool_index(r, self.score_pad_id)
+            ci.append(read_position(c, self.score_pad_id))
+            k = read_position(r, self.score_pad_id)
             ri.append(k if k < p else len(c) + k - p)
             real += len(c) + len(r)
         width = max(len(x) for x in rows)
@@ -202,43 +192,10 @@ def shared_prompt_unsupported(model: Any) -> str | None:
     return None
 
 
-def _allowed(segment_ids: torch.Tensor, position_ids: torch.Tensor, window: int | None) -> torch.Tensor:
-    """[B, 1, L, L] bool: query i may attend key j.
-
-    j ≤ i in the packed row and j is in the prompt or in i's own segment: prompt tokens see the
-    prompt, chosen tokens the prompt and chosen, rejected tokens the prompt and rejected (never
-    chosen). Padding sees earlier padding (so no row is empty). With ``window`` (sliding-window
-    layers), also pos_i − pos_j < window on the unshared positions, transformers' rule
-    (masking_utils.sliding_window_overlay: kv_idx > q_idx − sliding_window)."""
-    L = segment_ids.shape[1]
-    idx = torch.arange(L, device=segment_ids.device)
-    causal = idx[None, :] <= idx[:, None]  # [L(q), L(k)]
-    sq, sk = segment_ids[:, :, None], segment_ids[:, None, :]
-    ok = causal[None] & ((sk == 0) & (sq >= 0) | (sk == sq))
-    if window is not None:
-        ok = ok & (position_ids[:, None, :] > position_ids[:, :, None] - window)
-    return ok[:, None]
-
-
-def _as_mask(allowed: torch.Tensor, impl: str, dtype: torch.dtype) -> torch.Tensor:
-    if impl == "sdpa":
-        return allowed
-    zero = torch.zeros((), dtype=dtype, device=allowed.device)
-    return torch.where(allowed, zero, torch.finfo(dtype).min)
-
-
 def attention_masks(config: Any, segment_ids: torch.Tensor, position_ids: torch.Tensor,
                     dtype: torch.dtype) -> torch.Tensor | dict[str, torch.Tensor]:
-    """The 4D mask the model's forward takes as it is (transformers 5.24 masking_utils returns a 4D
-    mask unchanged); for models with sliding-window layers (Gemma-3), the per-layer-type dict its
-    text model takes instead of building masks itself."""
-    impl = config._attn_implementation
-    types = set(getattr(config, "layer_types", None) or [])
-    full = _as_mask(_allowed(segment_ids, position_ids, None), impl, dtype)
-    if "sliding_attention" not in types:
-        return full
-    sliding = _as_mask(_allowed(segment_ids, position_ids, int(config.sliding_window)), impl, dtype)
-    return {"full_attention": full, "sliding_attention": sliding}
+    """The packed rows' mask for ``config``'s attention implementation (``rmtension.models.packing``)."""
+    return packed_attention_mask(config, config._attn_implementation, segment_ids, position_ids, dtype)
 
 
 def shared_prompt_rewards(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
