@@ -39,20 +39,6 @@ def _add_force(s: argparse.ArgumentParser) -> None:
     s.add_argument("--force", "--overwrite", action="store_true", help="replace OUT if it already exists")
 
 
-def _check_out(args: argparse.Namespace) -> None:
-    """Refuse to replace an existing file unless --force: OUT may be anything (a config, a result
-    of hours), and a typo must not destroy it. Checked before any work is done."""
-    from pathlib import Path
-
-    from rmtension.errors import RmtensionError
-
-    out = Path(args.out)
-    if out.is_dir():
-        raise RmtensionError(f"--out {out} is a folder; give a file name")
-    if out.exists() and not args.force:
-        raise RmtensionError(f"--out {out} already exists; pass --force to replace it")
-
-
 # ----------------------------------------------------------------------------- score
 
 
@@ -99,13 +85,12 @@ def run_score(args: argparse.Namespace) -> int:
     from rmtension.neurons.pipeline import ScoreRequest, score_rm
     from rmtension.neurons.stats import save_stats
 
-    check_out_file(args.out)
+    check_out_file(args.out, replace=args.force)
     req = ScoreRequest(rm=args.rm, data=args.data, method=args.method, site=args.site, pool=args.pool,
                        data_dir=args.data_dir, max_pairs=args.max_pairs, split=args.split, batch_size=args.batch_size,
                        max_length=args.max_length, dtype=args.dtype, device=args.device, seed=args.seed,
                        with_change=args.with_change, base=args.base, chunk_pairs=args.chunk_pairs,
                        progress=args.progress, shared_prompt=not args.no_shared_prompt)
-    _check_out(args)
     stats, scores = score_rm(req)
     stats.meta.update(_created("neurons score"))
     save_stats(args.out, stats, scores, {"method": args.method, "pool": args.pool, "seed": args.seed})
@@ -150,8 +135,7 @@ def run_select(args: argparse.Namespace) -> int:
     from rmtension.neurons.setfile import save_set
     from rmtension.neurons.stats import load_stats
 
-    check_out_file(args.out)
-    _check_out(args)
+    check_out_file(args.out, replace=args.force)
     stats, scores = load_stats(args.scores)
     saved = stats.meta.get("scores") or {}
     method = args.method or saved.get("method")
@@ -256,8 +240,7 @@ def run_combine(args: argparse.Namespace) -> int:
     from rmtension.neurons.sets import combine
     from rmtension.neurons.setfile import load_set, save_set
 
-    check_out_file(args.out)
-    _check_out(args)
+    check_out_file(args.out, replace=args.force)
     result = combine(load_set(args.a), load_set(args.b), args.op)
     result = result.with_meta(selection=f"combine:{args.op}", **_created("neurons combine"))
     save_set(args.out, result)
@@ -282,8 +265,7 @@ def run_random_like(args: argparse.Namespace) -> int:
     from rmtension.neurons.sets import random_like
     from rmtension.neurons.setfile import load_set, save_set
 
-    check_out_file(args.out)
-    _check_out(args)
+    check_out_file(args.out, replace=args.force)
     result = random_like(load_set(args.like), args.seed, match=args.match, disjoint=args.disjoint)
     result = result.with_meta(**_created("neurons random-like"))
     save_set(args.out, result)

@@ -62,10 +62,15 @@ def check_out_dir(path: str | Path, option: str = "--out") -> Path:
     return p
 
 
-def check_out_file(path: str | Path, option: str = "--out") -> Path:
-    """``path`` can be written as a file: not an existing folder, not under a file, in a writable place."""
+def check_out_file(path: str | Path, option: str = "--out", replace: bool = True) -> Path:
+    """``path`` can be written as a file: not an existing folder, not under a file, in a writable place.
+
+    ``replace=False`` also refuses an existing file (commands with ``--force`` pass ``replace=args.force``):
+    OUT may be anything (a config, a result of hours), and a typo must not destroy it."""
     p = Path(path).expanduser()
     if p.is_dir():
         raise RmtensionError(f"{option} {p} is a folder, but an output file is wanted; give a file name")
+    if p.exists() and not replace:
+        raise RmtensionError(f"{option} {p} already exists; pass --force to replace it")
     _check_ancestors(p, option)
     return p
