@@ -190,12 +190,12 @@ def test_retention_equals_notebook_counts_on_every_small_case():
             assert r.jaccard_helpful == pytest.approx(notebook_pairwise(m, h))
 
 
-def test_retention_group_means_follow_the_grouping():
+def test_retentiongroup_means_follow_the_grouping():
     """Retention's group means use the same task table as eval's (EshaanT/RM-alignment_tension,
     notebooks/plotsNresults.ipynb at 96efa92ee8bb12bd63baeb6aba407c203b6b2751, cell 3: code subsets
     left out via SUB_TASK_2_AVOIDE; RM-Bench math and RewardBench 2 Math one task "Math", whose rows
     are averaged before the group mean). Constructed so that each mistake gives another number."""
-    from rmtension.analysis.compare import _group_means
+    from rmtension.analysis.compare import group_means
     from rmtension.bench.groups import get_grouping
     from rmtension.report.aggregate import retention_rows
 
@@ -213,12 +213,12 @@ def test_retention_group_means_follow_the_grouping():
                                                               "kept_helpful", "kept_harmless")}, "n_union": 3}
         return out
 
-    paper = _group_means(tasks_under("paper"))
+    paper = group_means(tasks_under("paper"))
     # chat 0.2 and Math = mean(0.4, 0.8) = 0.6 → 0.4; code (1.0) left out
     assert paper["helpful"]["retention"] == pytest.approx(0.4)
     assert paper["helpful"]["tasks"] == 2
     assert paper["harmless"]["retention"] == pytest.approx(0.5)
-    every = _group_means(tasks_under("all"))
+    every = group_means(tasks_under("all"))
     assert every["helpful"]["retention"] == pytest.approx((0.2 + 1.0 + 0.4 + 0.8) / 4)
     # The report's retention table computes the same group mean from the summary entries.
     rows = retention_rows([{"backbone": "b", "seed": 0, "tasks": tasks_under("paper")}])["b"]

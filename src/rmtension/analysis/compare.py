@@ -228,7 +228,7 @@ def compare_triple(triple: RunTriple, options: CompareOptions = CompareOptions()
         backbone=triple.backbone, seed=triple.seed, retention_unit=options.unit,
         grouping=options.grouping, runs={role: {"path": run.path, "objective": run.objective, "ablation": run.ablation}
               for role, run in runs.items()},
-        tasks=tasks, groups=_group_means(tasks), calibration=calibration, skipped_tasks=skipped, notes=notes)
+        tasks=tasks, groups=group_means(tasks), calibration=calibration, skipped_tasks=skipped, notes=notes)
 
 
 def _stored_subset(run: Any, t: TaskRows) -> dict[str, Any] | None:
@@ -238,7 +238,7 @@ def _stored_subset(run: Any, t: TaskRows) -> dict[str, Any] | None:
     return {**entry, "length_unit": bench.get("length_unit", "tokens")} if isinstance(entry, dict) else None
 
 
-def _group_means(tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def group_means(tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per task group: the unweighted mean over its tasks of each retention measure.
 
     Only entries with ``in_group_mean`` count (the grouping's excluded subsets, e.g. the paper's code
@@ -249,15 +249,15 @@ def _group_means(tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for g in GROUPS:
-        members = [t for t in tasks.values() if t["group"] == g and t.get("in_group_mean", True)]
-        if not members:
-            continue
         by_task: dict[str, list[dict[str, Any]]] = {}
-        for t in members:
-            by_task.setdefault(t.get("task") or f"{t['benchmark']}/{t['subset']}", []).append(t)
+        for key, t in tasks.items():
+            if t.get("group") == g and t.get("in_group_mean", True) is not False:
+                by_task.setdefault(t.get("task") or key, []).append(t)
+        if not by_task:
+            continue
         entry: dict[str, Any] = {"tasks": len(by_task)}
         for f in SEED_FIELDS:
-            per_task = [_nanmean([_num(t[f]) for t in rows]) for rows in by_task.values()]
+            per_task = [_nanmean([_num(t.get(f)) for t in rows]) for rows in by_task.values()]
             vals = [v for v in per_task if not math.isnan(v)]
             entry[f] = float(np.mean(vals)) if vals else float("nan")
         out[g] = entry

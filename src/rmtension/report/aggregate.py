@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from rmtension.analysis.compare import group_means
 from rmtension.report.load import Entry
 from rmtension.report.stats import Stat, as_float, present, stat
 from rmtension.report.style import GROUPS, OBJECTIVES, ABLATION_SETS, METHODS, THIRDS, ordered, seed_sort_key
@@ -163,10 +164,8 @@ def retention_rows(entries: Sequence[Entry]) -> dict[str, list[RetentionRow]]:
         tasks: dict[str, dict[str, Any]] = {}
         for e in es:
             for t, v in _dict(e.get("tasks")).items():
-                info = tasks.setdefault(t, {"group": None, "n": None, "task": t, "in_mean": True})
+                info = tasks.setdefault(t, {"group": None, "n": None})
                 info["group"] = info["group"] or _dict(v).get("group")
-                info["task"] = _dict(v).get("task") or info["task"]
-                info["in_mean"] = info["in_mean"] and _dict(v).get("in_group_mean", True) is not False
                 n = _dict(v).get("n")
                 if isinstance(n, int):
                     info["n"] = max(info["n"] or 0, n)
@@ -179,27 +178,12 @@ def retention_rows(entries: Sequence[Entry]) -> dict[str, list[RetentionRow]]:
         rows = [RetentionRow(t, tasks[t]["group"], tasks[t]["n"], *(field_stat(t, f) for f in RETENTION_FIELDS),
                              field_stat(t, "n_union"))
                 for t in names]
-        for g in GROUPS:
-            # The grouping's excluded subsets stay out of the group mean, and subsets of one task (the
-            # paper's merged Math) are averaged first — as analysis.compare's group means do.
-            members = [t for t in names if tasks[t]["group"] == g and tasks[t]["in_mean"]]
-            if not members:
+        for g in GROUPS:  # the group means compare writes, per seed, then over seeds
+            per_seed = [group_means(_dict(e.get("tasks"))).get(g) for e in es]
+            if not any(per_seed):
                 continue
-            by_task: dict[str, list[str]] = {}
-            for t in members:
-                by_task.setdefault(str(tasks[t]["task"]), []).append(t)
-
-            def seed_mean(e: Entry, key: str) -> float:
-                per_task = []
-                for ts in by_task.values():
-                    xs = [as_float(_dict(_dict(e.get("tasks")).get(t)).get(key)) for t in ts]
-                    xs = [x for x in xs if present(x)]
-                    if xs:
-                        per_task.append(sum(xs) / len(xs))
-                return sum(per_task) / len(per_task) if per_task else float("nan")
-
             rows.append(RetentionRow(f"{g} tasks (mean)", g, None,
-                                     *(stat(seed_mean(e, f) for e in es) for f in RETENTION_FIELDS),
+                                     *(stat((m or {}).get(f) for m in per_seed) for f in RETENTION_FIELDS),
                                      Stat(float("nan"), float("nan"), 0)))
         out[bb] = rows
     return out
