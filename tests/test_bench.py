@@ -151,3 +151,23 @@ def test_subsample_is_stable_and_bounded(data_dir):
     assert [it.id for it in a.items] == [it.id for it in b.items]
     assert all(len(v) == 10 for v in a.subsets().values())
     assert [it.id for it in subsample(bench, 10, seed=2).items] != [it.id for it in a.items]
+
+
+def test_subsample_caps_one_subset_and_nests(data_dir):
+    """A per-subset cap ({subset: N, None: N}, from a study's `benchmark/subset` key) sizes one subset apart
+    from the rest; a smaller sample is part of a larger one; an unknown subset is refused, not ignored."""
+    from rmtension.study.pipeline import _limit
+
+    bench = load_benchmark("llmbar", data_dir)
+    caps = _limit({"llmbar": 5, "llmbar/llmbar-natural": 40, "rm-bench": 3}, "llmbar")
+    assert caps == {"llmbar-natural": 40, None: 5}
+    assert _limit({"llmbar": 5, "rm-bench/chat": 3}, "llmbar") == 5
+    sizes = {k: len(v) for k, v in subsample(bench, caps).subsets().items()}
+    assert sizes["llmbar-natural"] == 40 and all(n == 5 for k, n in sizes.items() if k != "llmbar-natural")
+    small = {it.id for it in subsample(bench, {"llmbar-natural": 20, None: 5}).items if it.subset == "llmbar-natural"}
+    large = {it.id for it in subsample(bench, caps).items if it.subset == "llmbar-natural"}
+    assert small < large
+    whole = subsample(bench, {"llmbar-natural": 7, None: None}).subsets()
+    assert len(whole["llmbar-natural"]) == 7 and len(whole["llmbar-adver-neighbor"]) == len(bench.subsets()["llmbar-adver-neighbor"])
+    with pytest.raises(RmtensionError, match="no subset 'Nope'"):
+        subsample(bench, {"Nope": 3, None: 5})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from rmtension.bench.groups import group_of
 from rmtension.bench.types import (
@@ -332,18 +332,31 @@ def load_benchmark(name_or_file: str, data_dir: str | Path | None = None,
     )
 
 
-def subsample(bench: Benchmark, per_subset: int | None, seed: int = 0) -> Benchmark:
+def subsample(bench: Benchmark, per_subset: int | Mapping[str | None, int | None] | None, seed: int = 0) -> Benchmark:
     """Keep at most ``per_subset`` items of each subset, chosen by a seeded hash of the id.
 
-    A hash (not the file order) keeps the sample stable when files are re-ordered, and spreads it
-    over the whole subset rather than its first lines.
+    ``per_subset`` is one cap for every subset, or ``{subset: N, None: N}`` (``None``: the other subsets;
+    a missing or None cap keeps the whole subset). A hash (not the file order) keeps the sample stable when
+    files are re-ordered, and spreads it over the whole subset rather than its first lines; an item's rank
+    does not depend on the cap, so a smaller sample is a subset of a larger one.
     """
-    if not per_subset:
+    caps = per_subset if isinstance(per_subset, Mapping) else {None: per_subset}
+    if not any(caps.values()):
         return bench
+    unknown = sorted(k for k in caps if k is not None and k not in bench.subsets())
+    if unknown:
+        raise RmtensionError(f"benchmark {bench.name!r} has no subset {', '.join(map(repr, unknown))} to cap; "
+                             f"it has: {', '.join(sorted(bench.subsets()))}")
     kept: list[BenchItem] = []
-    for _, items in bench.subsets().items():
+    for subset, items in bench.subsets().items():
+        cap = caps.get(subset, caps.get(None))
         ranked = sorted(items, key=lambda it: hashlib.sha256(f"{seed}\x00{it.id}".encode()).digest())
-        keep = {id(it) for it in ranked[:per_subset]}
+        keep = {id(it) for it in (ranked[:cap] if cap else ranked)}
         kept.extend(it for it in items if id(it) in keep)
+    if isinstance(per_subset, Mapping):
+        said = ", ".join(f"{k or 'other subsets'}: {v or 'all'}" for k, v in per_subset.items())
+        note = f"subsampled per subset ({said}; seed {seed})"
+    else:
+        note = f"subsampled to at most {per_subset} items per subset (seed {seed})"
     return Benchmark(bench.name, kept, bench.metric, dict(bench.subset_metrics), list(bench.files),
-                     list(bench.notes) + [f"subsampled to at most {per_subset} items per subset (seed {seed})"])
+                     list(bench.notes) + [note])

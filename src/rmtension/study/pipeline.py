@@ -76,11 +76,18 @@ def _rm_dir(train_step: Step) -> Path:
     return train_step.folder / "rm"
 
 
-def _limit(max_items: int | dict[str, int] | None, name: str) -> int | None:
-    """Items per subset for one benchmark: an int for all, or {benchmark: N, default: N}."""
-    if isinstance(max_items, dict):
-        return max_items.get(name, max_items.get("default"))
-    return max_items
+def _limit(max_items: int | dict[str, int] | None, name: str) -> int | dict[str | None, int | None] | None:
+    """Items per subset for one benchmark: an int for all, or {benchmark: N, benchmark/subset: N, default: N}.
+
+    A ``benchmark/subset`` key caps one subset (e.g. more harmless-base items of hh-heldout, whose harmless
+    group has one subset against the helpful group's three, so both groups get intervals of equal width).
+    The result is what :func:`rmtension.bench.loaders.subsample` takes: an int, or {subset: N, None: N}.
+    """
+    if not isinstance(max_items, dict):
+        return max_items
+    whole = max_items.get(name, max_items.get("default"))
+    per_subset = {key.split("/", 1)[1]: n for key, n in max_items.items() if key.startswith(f"{name}/")}
+    return {**per_subset, None: whole} if per_subset else whole
 
 
 def _load_benches(names: list[str], max_items: int | dict[str, int] | None, data_dir: str | None, rm_dir: Path):
