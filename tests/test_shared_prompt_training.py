@@ -272,3 +272,41 @@ def test_grouped_steps_pad_at_most_15_percent_on_hh_with_smollm2(objective, data
     grouped = ratio(list(LengthGroupedSampler([padded_length(r, False) for r in rows], 8, seed=0)))
     random = ratio(torch.randperm(len(rows), generator=torch.Generator().manual_seed(0)).tolist())
     assert grouped <= 1.15 < 1.3 < random, (grouped, random)
+
+
+def test_aligned_truncation_cuts_both_sides_alike_inside_their_prefix():
+    """truncate-aligned: the same leading tokens leave both sides (BOS kept) while the cut lies in the common
+    prefix; a cut reaching past it falls back to cutting each side alone; pairs that fit are untouched."""
+    from rmtension.models.encoding import truncate_left, truncate_pair_left
+
+    bos = 1
+    c = [bos] + list(range(10, 30)) + [101, 102, 103]     # 24 tokens: 20 shared after BOS, 3 of its own
+    r = [bos] + list(range(10, 30)) + [201]               # 22 tokens
+    tc, tr = truncate_pair_left(c, r, 16, {bos})
+    assert len(tc) == 16 and len(tr) == 14 and tc[0] == tr[0] == bos
+    assert tc[:-3] == tr[:-1] and tc[-3:] == [101, 102, 103] and tr[-1] == 201   # same context on both sides
+    # cutting each side alone shifts their starts apart: the common prefix is only the BOS
+    ic, ir = truncate_left(c, 16, {bos}), truncate_left(r, 16, {bos})
+    assert ic[1] != ir[1]
+    assert truncate_pair_left(c, r, 24, {bos}) == (c, r)
+    # a cut past the shared prefix (own parts too long): each side is cut alone, to the limit
+    long_c = [bos, 10, 11] + list(range(300, 330))
+    fc, fr = truncate_pair_left(long_c, [bos, 10, 11, 400], 16, {bos})
+    assert (fc, fr) == (truncate_left(long_c, 16, {bos}), [bos, 10, 11, 400])
+
+
+def test_cpu_preset_keeps_the_shared_prompt_through_truncation(data_dir):
+    """On real HH pairs the cpu preset's aligned cut leaves chosen and rejected sharing more of their tokens than
+    cutting each side alone, and every side fits in max_length."""
+    from rmtension.models.encoding import common_prefix
+
+    _, tok = build_reward_model("tiny-llama", seed=0)
+    shares = {}
+    for policy in ("truncate", "truncate-aligned"):
+        cfg = make_config("cpu", objective="harmless", data_dir=str(data_dir), max_pairs=200, max_length=128,
+                          overlong=policy)
+        rows = prepare_data(cfg, tok).train_rows
+        assert all(max(len(r["chosen_ids"]), len(r["rejected_ids"])) <= 128 for r in rows)
+        shares[policy] = sum(common_prefix(r["chosen_ids"], r["rejected_ids"]) for r in rows)
+    assert make_config("cpu").overlong == "truncate-aligned"
+    assert shares["truncate-aligned"] > 1.3 * shares["truncate"], shares

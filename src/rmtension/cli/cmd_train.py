@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_dir(p)
     p.add_argument("--max-pairs", type=V.positive_int, help="use at most N training pairs")
     p.add_argument("--max-length", type=V.positive_int, help="longest pair side in tokens")
-    p.add_argument("--overlong", choices=OVERLONG_POLICIES, help="drop over-long pairs or cut them from the left")
+    p.add_argument("--overlong", choices=OVERLONG_POLICIES, help="drop over-long pairs, cut each side from the left (truncate), or cut both sides alike inside their shared dialogue (truncate-aligned)")
     p.add_argument("--epochs", type=V.positive_float)
     p.add_argument("--max-steps", type=V.positive_int, help="stop after N optimiser steps")
     p.add_argument("--lr", type=V.positive_float)

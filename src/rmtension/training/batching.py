@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from rmtension.models.encoding import common_prefix
 from rmtension.models.packing import packed_attention_mask, read_position
 
 log = logging.getLogger(__name__)
@@ -45,19 +46,6 @@ ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
 # ----------------------------------------------------------------------------- lengths
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the shared token prefix of ``a`` and ``b``, leaving each at least one own token.
-
-    Computed on token ids (not text), so a prompt whose last token merges with the start of the
-    response is simply not shared past that token. The cap keeps both branches non-empty (two
-    identical texts, or one a prefix of the other, still give each side its own last token)."""
-    n = min(len(a), len(b)) - 1
-    k = 0
-    while k < n and a[k] == b[k]:
-        k += 1
-    return max(k, 0)
 
 
 def padded_length(row: dict[str, Sequence[int]], shared: bool) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 from rmtension.errors import RmtensionError
 
 OBJECTIVES = ("helpful", "harmless", "mixed")
-OVERLONG_POLICIES = ("drop", "truncate")
+OVERLONG_POLICIES = ("drop", "truncate", "truncate-aligned")
 
 
 @dataclass
@@ -43,7 +43,9 @@ class TrainConfig:
     max_length: int = 1024
     """Longest pair side in tokens."""
     overlong: str = "drop"
-    """drop: leave out pairs with a side over max_length (the paper); truncate: cut from the left."""
+    """drop: leave out pairs with a side over max_length (the paper); truncate: cut each side from the left;
+    truncate-aligned: cut the same leading tokens from both sides while the cut lies in their common prefix
+    (both sides keep the same context, and shared-prompt training shares it; else as truncate)."""
     epochs: float | None = None
     """None → 2 for single objectives, 1 for mixed (the paper)."""
     max_steps: int = -1
@@ -141,8 +143,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the setting of the reference runs in ../shared/data/SOURCES.md, which learn both objectives
     # at 300 pairs.
     # Length-grouped steps and shared prompts: the same loss, fewer positions computed (benchmarks/RESULTS.md,
-    # training section).
-    "cpu": dict(batch_size=8, lr=5e-5, scheduler="linear", epochs=1.0, max_length=256, overlong="truncate",
+    # training section). Over-long pairs lose the same leading dialogue tokens on both sides
+    # (``truncate-aligned``), so both sides keep the same context and the shared prompt survives the cut:
+    # on 800 HH pairs at 256 tokens, 18-21% fewer positions than cutting each side alone, for 3% fewer real tokens.
+    "cpu": dict(batch_size=8, lr=5e-5, scheduler="linear", epochs=1.0, max_length=256, overlong="truncate-aligned",
                 bf16=True, max_pairs=300, heldout_max_pairs=300, save_steps=10, logging_steps=5,
                 length_grouped=True, shared_prompt=True),
 }

@@ -15,7 +15,7 @@ from rmtension.data.sources import OBJECTIVE_SOURCES, load_preferences
 from rmtension.data.split import split_pairs
 from rmtension.data.types import PreferencePair
 from rmtension.errors import RmtensionError
-from rmtension.models.encoding import encode, truncate_left
+from rmtension.models.encoding import encode, truncate_left, truncate_pair_left
 from rmtension.models.formatting import format_for_rm
 from rmtension.training.config import TrainConfig
 
@@ -79,7 +79,10 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> PreparedData:
                 dropped += 1
                 continue
             truncated += 1
-            c, r = truncate_left(c, cfg.max_length, special), truncate_left(r, cfg.max_length, special)
+            if cfg.overlong == "truncate-aligned":
+                c, r = truncate_pair_left(c, r, cfg.max_length, special)
+            else:
+                c, r = truncate_left(c, cfg.max_length, special), truncate_left(r, cfg.max_length, special)
         rows.append({"chosen_ids": c, "rejected_ids": r})
         used.append(chosen_pairs[k // 2])
     if not data.pairs:  # say why: nothing to do with max_length when every record was skipped
