@@ -98,30 +98,36 @@ def select_pairs(tok, args) -> list[tuple[str, str]]:
 
 def positions_per_token(tok, args) -> list[str]:
     """Positions computed ÷ real tokens of each batching over ``--positions-pairs`` pairs as the cpu preset
-    prepares them (max length, left truncation), batch ``--batch-size``, one epoch; random order seeded 0."""
+    prepares them (max length; each over-long policy that cuts: ``truncate`` cuts each side alone,
+    ``truncate-aligned`` — the preset's — cuts both alike), batch ``--batch-size``, one epoch; random order
+    seeded 0. Positions are also given per pair, the cost measure that does not depend on how many real tokens
+    a policy keeps."""
     from rmtension.training.batching import LengthGroupedSampler, padded_length
     from rmtension.training.config import make_config
     from rmtension.training.data import prepare_data
 
-    cfg = make_config("cpu", train_data=args.data, data_dir=args.data_dir, max_pairs=args.positions_pairs,
-                      max_length=args.max_length, heldout_fraction=0.0)
-    prepared = prepare_data(cfg, tok)
-    rows = prepared.train_rows
-    real = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
-    out = [f"positions per real token over {len(rows)} pairs of {args.data} (cpu preset preparation: max length "
-           f"{args.max_length}, {prepared.counts['truncated_overlong']} pairs left-truncated), batch {args.batch_size}:"]
-    for grouped in (False, True):
-        for shared in (False, True):
-            if grouped:
-                order = list(LengthGroupedSampler([padded_length(r, shared) for r in rows], args.batch_size, 0))
-            else:
-                order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0)).tolist()
-            pos = 0
-            for k in range(0, len(order), args.batch_size):
-                group = [rows[i] for i in order[k:k + args.batch_size]]
-                pos += len(group) * max(padded_length(r, shared) for r in group) * (1 if shared else 2)
-            out.append(f"  {'length-grouped' if grouped else 'random order  '} {'shared prompt' if shared else 'plain        '}"
-                       f" {pos / real:.3f}")
+    out = []
+    for policy in ("truncate", "truncate-aligned"):
+        cfg = make_config("cpu", train_data=args.data, data_dir=args.data_dir, max_pairs=args.positions_pairs,
+                          max_length=args.max_length, heldout_fraction=0.0, overlong=policy)
+        prepared = prepare_data(cfg, tok)
+        rows = prepared.train_rows
+        real = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
+        out.append(f"positions per real token (per pair) over {len(rows)} pairs of {args.data} (cpu preparation: max "
+                   f"length {args.max_length}, overlong={policy}, {prepared.counts['truncated_overlong']} pairs cut; "
+                   f"{real} real tokens), batch {args.batch_size}:")
+        for grouped in (False, True):
+            for shared in (False, True):
+                if grouped:
+                    order = list(LengthGroupedSampler([padded_length(r, shared) for r in rows], args.batch_size, 0))
+                else:
+                    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0)).tolist()
+                pos = 0
+                for k in range(0, len(order), args.batch_size):
+                    group = [rows[i] for i in order[k:k + args.batch_size]]
+                    pos += len(group) * max(padded_length(r, shared) for r in group) * (1 if shared else 2)
+                out.append(f"  {'length-grouped' if grouped else 'random order  '} "
+                           f"{'shared prompt' if shared else 'plain        '} {pos / real:.3f} ({pos / len(rows):.0f})")
     return out
 
 
@@ -303,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"our batchings to run, comma-separated from {', '.join(VARIANTS)}")
     ap.add_argument("--positions-pairs", type=int, default=0,
                     help="also count positions per real token of each batching over this many pairs (no training)")
+    ap.add_argument("--positions-only", action="store_true",
+                    help="only count positions (needs --positions-pairs): deterministic, seconds, no timing")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args(argv)
@@ -326,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     model, tok = build_reward_model(args.backbone, seed=0)
+    if args.positions_only:
+        print("\n".join(positions_per_token(tok, args)))
+        return 0
     params = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "wte" not in n and "wpe" not in n)
     all_params = sum(p.numel() for p in model.parameters())
     # warm-up: one forward/backward so that neither method pays first-use costs
