@@ -211,3 +211,47 @@ def test_control_keys_do_not_change_existing_step_keys(tmp_path):
     assert len(plain.neuron_length) == 4 and len(plain.backbone) == 1  # 3 RMs + the backbone; one backbone × seed
     bk = plain.backbone[("tiny-gpt2", 0)]
     assert "change" not in bk.params["methods"] and bk in plain.overlap[("tiny-gpt2", 0)].deps
+
+
+def test_cli_backbone_baseline_equals_scoring_the_untrained_rm_and_compare_uses_it(capsys, tmp_path):
+    """An RM folder that *is* the untrained backbone with head seed 0 must score exactly like the backbone
+    baseline with --seed 0 (same pairs, template, statistics); compare --backbone reports each set's Jaccard."""
+    from rmtension.cli.main import main
+    from rmtension.models.reward_model import build_reward_model, save_reward_model
+    from rmtension.neurons.setfile import load_set
+    from rmtension.neurons.stats import load_stats
+
+    model, tok = build_reward_model("tiny-llama", seed=0)
+    rm = tmp_path / "untrained-rm"
+    save_reward_model(model, tok, rm, {"backbone": "tiny-llama", "seed": 0, "objective": "helpful", "template": "hh"})
+    rows = [{"prompt": f"How do I do task {i}?", "chosen": "Carefully, step by step. " * (1 + i % 3),
+             "rejected": "No." if i % 2 else "I will not help with that at all, sorry."} for i in range(8)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def run(*argv):
+        rc = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        return out
+
+    common = ("--data", data, "--batch-size", "3", "--json")
+    rm_out = json.loads(run("neurons", "score", "--rm", rm, *common, "--out", tmp_path / "rm.npz"))
+    bk_out = json.loads(run("neurons", "score", "--rm", rm, "--backbone-baseline", *common, "--out", tmp_path / "bk.npz"))
+    assert bk_out["pairs"] == rm_out["pairs"] == 8 and bk_out["accuracy"] == rm_out["accuracy"]
+    rm_stats, bk_stats = load_stats(tmp_path / "rm.npz")[0], load_stats(tmp_path / "bk.npz")[0]
+    np.testing.assert_allclose(bk_stats.act.sum, rm_stats.act.sum, rtol=1e-6, atol=1e-8)
+    assert bk_stats.meta["objective"] == "backbone" and bk_stats.meta["baseline_of"] == str(rm.resolve())
+    for name in ("rm", "bk"):
+        run("neurons", "select", "--scores", tmp_path / f"{name}.npz", "--out", tmp_path / f"{name}.json", "--json")
+    run("neurons", "select", "--scores", tmp_path / "rm.npz", "--method", "rms", "--out", tmp_path / "rms.json", "--json")
+    cmp_ = json.loads(run("neurons", "compare", tmp_path / "rm.json", tmp_path / "rms.json", "--backbone",
+                          tmp_path / "bk.json", "--json"))
+    assert cmp_["backbone_baseline"]["a"] == {"jaccard": 1.0, "shared": 38, "a": 38, "b": 38}  # identical model
+    rms, bk = load_set(tmp_path / "rms.json"), load_set(tmp_path / "bk.json")
+    assert cmp_["backbone_baseline"]["b"]["shared"] == int((rms.mask & bk.mask).sum())
+    text = run("neurons", "compare", tmp_path / "rm.json", tmp_path / "rms.json", "--backbone", tmp_path / "bk.json")
+    assert "vs the untrained backbone's set: a Jaccard 1.000" in text
+    rc = main(["neurons", "score", "--rm", str(rm), "--backbone-baseline", "--method", "change", "--data", str(data),
+               "--out", str(tmp_path / "x.npz")])
+    assert rc == 2 and "change score is undefined" in capsys.readouterr().err

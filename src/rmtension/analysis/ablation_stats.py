@@ -155,20 +155,30 @@ def _by_subset(base: Sequence[dict], ablated: Sequence[dict], random: Sequence[d
     """Pair the three item lists of one seed by (benchmark, subset, id); strata by subset.
 
     Ties subsets (RewardBench 2: a composite score, not a mean of item correctness) are left out.
+    Items whose ids repeat within a subset are paired by position instead (a sweep writes every set's
+    items in the same order), after checking that the three lists name the same items in that order.
     """
-    a = {_key(r): r for r in ablated}
-    b = {_key(r): r for r in random}
+    keys = [_key(r) for r in base]
+    if len(set(keys)) == len(keys):
+        a = {_key(r): r for r in ablated}
+        b = {_key(r): r for r in random}
+        missing = [k for k in keys if k not in a or k not in b]
+        if missing:
+            raise RmtensionError(f"item {missing[0]} of the unablated run is missing from an ablated run; the sets "
+                                 "were not evaluated on the same items")
+        set_rows, random_rows = [a[k] for k in keys], [b[k] for k in keys]
+    else:
+        if [_key(r) for r in ablated] != keys or [_key(r) for r in random] != keys:
+            raise RmtensionError("the ablated runs' items are missing or not in the unablated run's order; the sets "
+                                 "were not evaluated on the same items")
+        set_rows, random_rows = list(ablated), list(random)
     cols: dict[tuple[str, str], tuple[list[float], list[float], list[float]]] = {}
-    for row in base:
-        k = _key(row)
+    for row, srow, rrow in zip(base, set_rows, random_rows):
         if row.get("metric") == "ties":
             continue
-        if k not in a or k not in b:
-            raise RmtensionError(f"item {k} of the unablated run is missing from an ablated run; the sets were "
-                                 "not evaluated on the same items")
-        s, r, z = cols.setdefault(k[:2], ([], [], []))
-        s.append(float(a[k]["correct"]))
-        r.append(float(b[k]["correct"]))
+        s, r, z = cols.setdefault(_key(row)[:2], ([], [], []))
+        s.append(float(srow["correct"]))
+        r.append(float(rrow["correct"]))
         z.append(float(row["correct"]))
     return {k: Stratum(np.array(s), np.array(r), np.array(z)) for k, (s, r, z) in cols.items()}
 
