@@ -158,6 +158,9 @@ def _by_subset(base: Sequence[dict], ablated: Sequence[dict], random: Sequence[d
     Items whose ids repeat within a subset are paired by position instead (a sweep writes every set's
     items in the same order), after checking that the three lists name the same items in that order.
     """
+    base = [r for r in base if r.get("metric") != "ties"]
+    ablated = [r for r in ablated if r.get("metric") != "ties"]
+    random = [r for r in random if r.get("metric") != "ties"]
     keys = [_key(r) for r in base]
     if len(set(keys)) == len(keys):
         a = {_key(r): r for r in ablated}
@@ -174,8 +177,6 @@ def _by_subset(base: Sequence[dict], ablated: Sequence[dict], random: Sequence[d
         set_rows, random_rows = list(ablated), list(random)
     cols: dict[tuple[str, str], tuple[list[float], list[float], list[float]]] = {}
     for row, srow, rrow in zip(base, set_rows, random_rows):
-        if row.get("metric") == "ties":
-            continue
         s, r, z = cols.setdefault(_key(row)[:2], ([], [], []))
         s.append(float(srow["correct"]))
         r.append(float(rrow["correct"]))
