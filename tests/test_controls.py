@@ -206,6 +206,11 @@ def test_control_keys_do_not_change_existing_step_keys(tmp_path):
         for kind in ("train", "eval", "neurons", "ablate-own", "ablate-mixed", "curves", "compare"):
             labels = [lbl for lbl in old if lbl.startswith(kind + ":")]
             assert labels and all(new[lbl] == old[lbl] for lbl in labels), kind
+    per_set = build_plan(config_from_dict({**raw, "ablation": {"random_per_set": True}}), tmp_path)
+    unset = build_plan(config_from_dict({**raw, "ablation": {"random_per_set": False}}), tmp_path)
+    k_plain, k_per_set, k_unset = (next(s.key for s in p.steps if s.kind == "ablate-mixed")
+                                   for p in (plain, per_set, unset))
+    assert k_unset == k_plain != k_per_set
     off = keys[(False, False)]
     assert not off.backbone and not off.neuron_length
     assert {s.kind for s in plain.steps} >= {"neurons-backbone", "neuron-length"}

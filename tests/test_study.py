@@ -113,7 +113,8 @@ def _markers(out: Path) -> dict[str, float]:
 
 
 def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
-    cfg = _write(tmp_path, SMALL)
+    # random_per_set: every ablated set of the mixed RM gets a random control of its own size (issue 11)
+    cfg = _write(tmp_path, {**SMALL, "ablation": {**SMALL["ablation"], "random_per_set": True}})
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "rmtension", "run", str(cfg), "--out", str(out), "--data-dir", str(data_dir),
            "--no-report"]
@@ -186,7 +187,11 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     # Ablation statistics: own (per RM) and shared (mixed RM) against their random sets, Holm per table
     st = summary["ablation_stats"]
     assert {(r["rm_objective"], r["set"]) for r in st} == {("helpful", "own"), ("harmless", "own"),
-                                                           ("mixed", "own"), ("mixed", "shared")}
+                                                           ("mixed", "own"), ("mixed", "shared"),
+                                                           ("mixed", "helpful-only"), ("mixed", "harmless-only")}
+    sizes = {(a["set"], a["random_of"]): a["size"] for a in summary["ablation"] if a["rm_objective"] == "mixed"}
+    for kind in ("shared", "helpful-only", "harmless-only"):
+        assert sizes[("random", kind)] == sizes[(kind, None)]
     for r in st:
         assert r["family"] == f"tiny-gpt2/{r['rm_objective']}/{r['set']}" and r["seeds"] == [0]
         assert r["diff"] == pytest.approx(r["set_delta"] - r["random_delta"])

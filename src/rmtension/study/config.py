@@ -104,6 +104,10 @@ class AblationSection:
     max_items: int | dict[str, int] | None = None
     """None: the evaluation's max_items (an int or a {benchmark: N, default: N} mapping)."""
     random_seed: int = 0
+    random_per_set: bool = False
+    """With the ``random`` set: also a size-matched random set for helpful-only and harmless-only in the
+    mixed RM (beside the one for shared), so every ablated set has its own control in ``ablation_stats``.
+    Off by default: switching it on re-runs the mixed ablations (it is then part of their parameters)."""
     curves: CurvesSection = field(default_factory=CurvesSection)
 
 

@@ -182,7 +182,8 @@ def summarise(plan: "Plan") -> dict[str, Any]:
 
 
 # Each ablated set and the size-matched random set drawn for it in the same step (study/pipeline.py).
-RANDOM_OF = {"own": "random-own", "shared": "random-shared"}
+RANDOM_OF = {"own": "random-own", "shared": "random-shared", "helpful-only": "random-helpful-only",
+             "harmless-only": "random-harmless-only"}
 
 
 def _group_members(results: dict) -> dict[tuple[str, str], list[str]]:
@@ -199,8 +200,9 @@ def ablation_stats_rows(plan: "Plan") -> list[dict]:
     """``ablation_stats``: every ablated set against its size-matched random set, paired per item, over all
     seeds, Holm-corrected within each table (docs/STUDY_FORMAT.md; rmtension.analysis.ablation_stats).
 
-    Only sets with a random control of their own size enter (own ↔ random-own, shared ↔ random-shared);
-    helpful-only and harmless-only have none in the study.
+    Only sets with a random control of their own size enter (own ↔ random-own, shared ↔ random-shared;
+    helpful-only ↔ random-helpful-only and harmless-only ↔ random-harmless-only with
+    ``ablation.random_per_set``).
     """
     from rmtension.analysis.ablation_stats import ablation_stats, task_strata
 

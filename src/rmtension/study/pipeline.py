@@ -347,6 +347,13 @@ def _do_mixed_ablation(cfg: StudyConfig, mixed_train: Step, helpful_neurons: Ste
             r = random_like(sh, ab.random_seed)
             r.meta["random_of"] = "shared"
             named.append(("random-shared", r))
+            if ab.random_per_set:  # a control of its own size for each single-objective part (seeds apart)
+                for offset, (kind, part) in enumerate((("helpful-only", a_only(nh, na)),
+                                                       ("harmless-only", b_only(nh, na))), start=1):
+                    if kind in ab.sets:
+                        r = random_like(part, ab.random_seed + offset)
+                        r.meta["random_of"] = kind
+                        named.append((f"random-{kind}", r))
         if not named:
             return {"sets": {}}
         benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
@@ -478,6 +485,8 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                                 "benchmarks": ab.benchmarks or cfg.evaluation.benchmarks,
                                 "max_items": ab.max_items if ab.max_items is not None else cfg.evaluation.max_items,
                                 "random_seed": ab.random_seed, "eval": ev_params}
+                    if ab.random_per_set and "random" in mixed_sets:  # only when on: keys of earlier studies kept
+                        m_params["random_per_set"] = True
                     deps = [plan.train[(b, "mixed", s)], plan.neurons[(b, "helpful", s)], plan.neurons[(b, "harmless", s)]]
                     plan.mixed_ablation[(b, s)] = plan.add(Step("ablate-mixed", f"{_safe(b)}/s{s}", m_params,
                                                                 _do_mixed_ablation(cfg, *deps, dd), deps=deps))
