@@ -259,6 +259,7 @@ def _do_neuron_length(cfg: StudyConfig, neuron_step: Step, make_request: Callabl
         import numpy as np
 
         from rmtension.evaluation.lengths import count_response_tokens
+        from rmtension.evaluation.metrics import jsonable
         from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
         from rmtension.neurons.length import set_length_spearman, text_set_activations
         from rmtension.neurons.pipeline import prepare
@@ -278,11 +279,11 @@ def _do_neuron_length(cfg: StudyConfig, neuron_step: Step, make_request: Callabl
                        "spearman": {k: v for k, v in set_length_spearman(acts[m], lengths, pair_of).items()
                                     if k != "n_texts"},
                        "n_texts": len(texts)} for m in sets}
-        write_json_atomic(step.folder / "neuron_length.json",
-                          {"length_unit": "tokens", "activation": "mean over the set's neurons of each neuron's "
-                           "mean activation over the text's real tokens", "pairs": len(prep.pairs),
-                           "mean_length": float(np.mean(lengths)), "methods": methods})
-        return {m: v["spearman"]["value"] for m, v in methods.items()}
+        write_json_atomic(step.folder / "neuron_length.json", jsonable(
+            {"length_unit": "tokens", "activation": "mean over the set's neurons of each neuron's mean activation "
+             "over the text's real tokens", "pairs": len(prep.pairs), "mean_length": float(np.mean(lengths)),
+             "methods": methods}))
+        return jsonable({m: v["spearman"]["value"] for m, v in methods.items()})  # NaN (a constant side) → null
     return action
 
 
