@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmtension.errors import RmtensionError
 from rmtension.models.formatting import DEFAULT_TEMPLATE, eos_suffix, format_for_rm
 
 log = logging.getLogger(__name__)
