@@ -78,7 +78,8 @@ def train(out: str | Path, backbone: str = "smollm2-135m-instruct", objective: s
     from rmtension.training.config import make_config
     from rmtension.training.trainer import train as train_rm
 
-    cfg = make_config(preset, backbone=backbone, objective=objective, **overrides)
+    fields = {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}  # the record is JSON
+    cfg = make_config(preset, backbone=backbone, objective=objective, **fields)
     record = train_rm(cfg, out, resume=resume)
     return TrainResult(Path(out), record)
 
@@ -197,7 +198,7 @@ def evaluate(rm: "RewardModel | str | Path", benchmarks: str | Sequence[str], *,
                           progress=False)
     result = evaluate_rm(loaded.model, loaded.tokenizer, benches, template=loaded.template, scorer_config=config,
                          grouping=grouping)
-    result.results["rm"] = {"path": loaded.path.name, "template": loaded.template,
+    result.results["rm"] = {"path": str(loaded.path.resolve()), "template": loaded.template,
                             **{k: loaded.record.get(k) for k in ("backbone", "objective", "seed") if k in loaded.record}}
     if out is not None:
         write_eval(out, result)

@@ -70,22 +70,21 @@ def hh_chat_template(eos: str) -> str:
     )
 
 
-def _probe_prompt():
-    from rmtension.data.types import Turn
-
-    return tuple(Turn(t["role"], t["content"]) for t in PROBE_TURNS[:-1])
-
-
 def render_matches(tokenizer: Any, template: str) -> bool:
     """The tokenizer's chat template renders exactly ``format_for_rm(..., template)`` on the probe."""
     if not getattr(tokenizer, "chat_template", None):
         return False
-    try:
-        rendered = tokenizer.apply_chat_template(list(PROBE_TURNS), tokenize=False, add_generation_prompt=False)
-        ours = format_for_rm(_probe_prompt(), PROBE_TURNS[-1]["content"], tokenizer, template)
-    except Exception:  # a template that cannot render the probe (e.g. no system role) does not match
-        return False
-    return rendered == ours
+    from rmtension.data.types import Turn
+
+    for turns in (PROBE_TURNS, PROBE_TURNS[1:]):  # without the system turn for templates that refuse one
+        try:
+            rendered = tokenizer.apply_chat_template(list(turns), tokenize=False, add_generation_prompt=False)
+            prompt = tuple(Turn(t["role"], t["content"]) for t in turns[:-1])
+            ours = format_for_rm(prompt, turns[-1]["content"], tokenizer, template)
+        except Exception:  # jinja errors of any kind: try the next probe
+            continue
+        return rendered == ours
+    return False
 
 
 def portable_chat_template(tokenizer: Any, template: str) -> str | None:
