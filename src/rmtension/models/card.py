@@ -38,6 +38,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _short_number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else _fmt(value)
+
+
 def heldout_line(metrics: dict[str, Any]) -> str:
     """Held-out accuracy with its 95% Wilson interval (pairs are independent Bernoulli trials)."""
     n, acc = metrics.get("heldout_n"), metrics.get("heldout_accuracy")
@@ -58,6 +62,14 @@ def _data_lines(record: dict[str, Any]) -> list[str]:
         sha = f.get("sha256", "unknown")
         lines.append(f"- `{f.get('file', '?')}` (sha256 `{sha}`)")
     return lines
+
+
+def _where_text(record: dict[str, Any]) -> str:
+    places = {f.get("relative_to") for f in record.get("data_files") or []}
+    where = {"data_dir": "the data directory", "rm_dir": "this folder"}
+    named = " or ".join(where[p] for p in sorted(places) if p in where)
+    return f"Paths are relative to {named}; the SHA-256 identifies each file." if named else \
+        "The SHA-256 identifies each file."
 
 
 def model_card(record: dict[str, Any], name: str = "PATH/TO/THIS/FOLDER") -> str:
@@ -97,8 +109,8 @@ def model_card(record: dict[str, Any], name: str = "PATH/TO/THIS/FOLDER") -> str
         f"| text template | `{template}`: {TEMPLATE_TEXT.get(template, 'see rmtension.models.formatting')} |",
         f"| max length | {_fmt(max_length)} tokens |",
         f"| training pairs | {_fmt(pairs.get('used'))} (of {_fmt(pairs.get('split_train'))} in the training split) |",
-        f"| epochs / steps | {_fmt(config.get('effective_epochs'))} / {_fmt(trainer.get('global_steps'))} |",
-        f"| learning rate, batch | {_fmt(config.get('lr'), 6)}, {_fmt(config.get('batch_size'))} pairs per step |",
+        f"| epochs / steps | {_short_number(config.get('effective_epochs'))} / {_fmt(trainer.get('global_steps'))} |",
+        f"| learning rate, batch | {_short_number(config.get('lr'))}, {_fmt(config.get('batch_size'))} pairs per step |",
         f"| held-out accuracy | {heldout_line(record.get('metrics') or {})} |",
         f"| held-out split | prompts hashed with salt `{_fmt(split.get('salt'))}`, fraction "
         f"{_fmt(split.get('heldout_fraction'))} (no held-out prompt was trained on) |",
@@ -107,7 +119,7 @@ def model_card(record: dict[str, Any], name: str = "PATH/TO/THIS/FOLDER") -> str
         "",
         "## Training data", "",
         *_data_lines(record), "",
-        "Paths are relative to the data directory; the SHA-256 identifies each file.", "",
+        _where_text(record), "",
         "## Score a response with plain transformers", "",
         "```python",
         "from transformers import AutoModelForSequenceClassification, AutoTokenizer",

@@ -114,10 +114,26 @@ def _is_abs(value: str) -> bool:
     return value.startswith("~") or os.path.isabs(value)
 
 
+PATH_KEYS = ("backbone", "data_dir", "train_data", "resumed_from")
+"""Record keys (top level, ``config`` and ``trainer``) whose value may be a local path relative to the
+working directory of the run; such a value is rewritten relative to the RM folder."""
+
+
+def _local_path(key: str, value: Any) -> Path | None:
+    """The local file/folder ``value`` names (absolute, or relative to the working directory), if any."""
+    if not isinstance(value, str) or not value or (":" in value and not _is_abs(value)):
+        return None  # "hh-rlhf:helpful" and other source names
+    if key == "backbone" and not (_is_abs(value) or value.startswith(".")):
+        return None  # a registered name or a hub id (resolve_backbone tries those first)
+    p = Path(value).expanduser()
+    return p.resolve() if (_is_abs(value) or p.exists()) else None
+
+
 def portable_record(record: dict[str, Any], rm_dir: str | Path, data_dir: str | Path | None = None) -> dict[str, Any]:
-    """``record`` with no absolute local path left: data files relative to ``data_dir`` (marked
-    ``"relative_to": "data_dir"``; their ``sha256`` identifies them), every other absolute path
-    relative to the RM folder ``rm_dir``. Registered names and hub ids are left as they are."""
+    """``record`` with no local path that only makes sense on this machine or from this working directory:
+    data files relative to ``data_dir`` (marked ``"relative_to": "data_dir"``; their ``sha256`` identifies
+    them), other local paths (``PATH_KEYS``, and any remaining absolute path) relative to the RM folder
+    ``rm_dir``. Registered names, hub ids and source names are left as they are."""
     base = Path(rm_dir).expanduser().resolve()
     data_base = Path(data_dir).expanduser().resolve() if data_dir else None
 
@@ -130,16 +146,29 @@ def portable_record(record: dict[str, Any], rm_dir: str | Path, data_dir: str | 
             return _relative(value, base)
         return value
 
-    out = dict(record)
+    def local_paths(section: dict[str, Any]) -> dict[str, Any]:
+        out = dict(section)
+        for key in PATH_KEYS:
+            p = _local_path(key, out.get(key))
+            if p is not None:
+                out[key] = _relative(str(p), base)
+        return out
+
+    out = local_paths(record)
+    for name in ("config", "trainer"):
+        if isinstance(out.get(name), dict):
+            out[name] = local_paths(out[name])
     files = []
     for entry in record.get("data_files") or []:
         entry = dict(entry)
         f = entry.get("file")
-        if isinstance(f, str) and _is_abs(f) and data_base is not None:
-            p = Path(f).expanduser().resolve()
-            if p.is_relative_to(data_base):
-                entry["file"] = p.relative_to(data_base).as_posix()
-                entry["relative_to"] = "data_dir"
+        p = Path(f).expanduser().resolve() if isinstance(f, str) and not f.startswith("hub:") else None
+        if p is not None and data_base is not None and p.is_relative_to(data_base):
+            entry["file"] = p.relative_to(data_base).as_posix()
+            entry["relative_to"] = "data_dir"
+        elif p is not None and (p.exists() or _is_abs(f)):
+            entry["file"] = _relative(str(p), base)
+            entry["relative_to"] = "rm_dir"
         files.append(entry)
     if files:
         out["data_files"] = files
