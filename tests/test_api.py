@@ -351,3 +351,32 @@ def test_notebook_walkthrough_runs(tmp_path, data_dir):
     text = tok.apply_chat_template([{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
                                    tokenize=False)
     assert abs(_plain_score(plain, tok, text) - out["probe_score"]) < 1e-5
+
+
+def test_run_study_api_writes_summary_table_and_rewardbench(tmp_path, data_dir):
+    """rmtension.run_study on a one-RM study: summary.json, the flat table, rewardbench.json per eval."""
+    import rmtension
+
+    config = {"backbones": ["tiny-gpt2"], "objectives": ["helpful"], "seeds": [0],
+              "training": {"overrides": {"max_pairs": 8, "batch_size": 4, "max_length": 128, "bf16": False,
+                                         "heldout_max_pairs": 4}},
+              "evaluation": {"benchmarks": ["llmbar:llmbar-natural,llmbar-adver-manual"], "max_items": 3,
+                             "formats": ["rewardbench"]},
+              "neurons": {"methods": ["magnitude"], "max_pairs": 4, "max_length": 128},
+              "ablation": {"enabled": False, "method": "magnitude", "curves": {"enabled": False, "methods": ["magnitude"]}},
+              "report": {"enabled": False}}
+    study = rmtension.run_study(config, tmp_path / "study", data_dir=data_dir, verbose=False)
+    assert repr(study).startswith("StudyResult(out=") and study.ran >= 2 and study.report is None
+    run = study.summary()["runs"][0]
+    table = study.table()
+    bench = "llmbar:llmbar-natural,llmbar-adver-manual"
+    scores = table[(table.metric == "score") & (table.benchmark == bench)]
+    assert set(scores.subset) == {"llmbar-natural", "llmbar-adver-manual"}
+    for _, row in scores.iterrows():
+        assert row.value == run["eval"][bench]["subsets"][row.subset]["score"]
+    (rb_file,) = (tmp_path / "study" / "steps" / "eval").glob("*/rewardbench.json")
+    rb = json.loads(rb_file.read_text())
+    assert rb["llmbar-natural"] == run["eval"][bench]["subsets"]["llmbar-natural"]["score"]
+    assert rb["model"].startswith("tiny-gpt2__helpful-s0")
+    again = rmtension.run_study(config, tmp_path / "study", data_dir=data_dir, verbose=False)
+    assert again.ran == 0 and again.cached == study.ran + study.cached

@@ -149,8 +149,8 @@ def load_rm(path: str | Path, dtype: str = "float32", template: str | None = Non
     model, tokenizer, info = load_reward_model(path, dtype=dtype)
     model.eval()
     chosen = scoring_defaults(path, info, tokenizer, template, max_length)
-    for note in chosen.notes:
-        logging.getLogger("rmtension").info(note)
+    for note in chosen.notes:  # a foreign folder's template is a guess: say so where a notebook shows it
+        logging.getLogger("rmtension").log(logging.WARNING if chosen.foreign else logging.INFO, note)
     record = {k: v for k, v in info.items() if k != "path"}
     return RewardModel(Path(path), model, tokenizer, record, chosen.template, chosen.max_length)
 

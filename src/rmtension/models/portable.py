@@ -210,6 +210,8 @@ class ScoringDefaults:
     template: str
     max_length: int | None
     notes: list[str] = field(default_factory=list)
+    foreign: bool = False
+    """The folder has no rmtension.json: the template is a guess the caller should hear about."""
 
 
 def training_max_length(record: dict[str, Any]) -> int | None:
@@ -243,7 +245,7 @@ def scoring_defaults(rm: str | Path, record: dict[str, Any], tokenizer: Any, tem
         max_length = training_max_length(record)
         if max_length is not None:
             notes.append(f"max length {max_length} tokens (the RM's training max length; --max-length overrides)")
-    return ScoringDefaults(template, max_length, notes)
+    return ScoringDefaults(template, max_length, notes, foreign=not has_record)
 
 
 __all__ = ["ScoringDefaults", "absolute_paths", "hh_chat_template", "portable_chat_template", "portable_record",
