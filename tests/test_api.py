@@ -36,9 +36,9 @@ def _cache_env(mp: pytest.MonkeyPatch, factory) -> None:
     mp.setenv("RMTENSION_CACHE", os.environ.get("RMTENSION_TEST_CACHE") or str(factory.getbasetemp() / "rmtension-cache"))
 
 
-def _save_rm(out: Path, backbone: str, max_length: int | None = None, seed: int = 3) -> Path:
+def _save_rm(out: Path, backbone: str, max_length: int | None = None, seed: int = 3, template: str = "hh") -> Path:
     model, tok = build_reward_model(backbone, seed=seed)
-    record = {"backbone": backbone, "template": "hh", "objective": "helpful", "seed": seed}
+    record = {"backbone": backbone, "template": template, "objective": "helpful", "seed": seed}
     if max_length is not None:
         record["config"] = {"max_length": max_length}
     return save_reward_model(model, tok, out, record)
@@ -60,13 +60,16 @@ def _plain_score(model, tok, text: str) -> float:
 # ----------------------------------------------------------------------------- RM folder
 
 
-@pytest.mark.parametrize("backbone", ["tiny-llama", "tiny-gemma", "tiny-gpt2", "tiny-bert"])
-def test_chat_template_round_trip_equals_our_scores(backbone, tmp_path, data_dir):
+@pytest.mark.parametrize("backbone,template", [("tiny-llama", "hh"), ("tiny-gemma", "hh"), ("tiny-gpt2", "hh"),
+                                               ("tiny-bert", "hh"), ("tiny-llama", "chat"), ("tiny-gemma", "chat")])
+def test_chat_template_round_trip_equals_our_scores(backbone, template, tmp_path, data_dir):
     """apply_chat_template + plain transformers gives exactly the text and the score `rmtension eval`
-    gives, on real LLMBar items: BOS (Gemma), pad == EOS (GPT-2, Llama) and encoders (BERT) included."""
+    gives, on real LLMBar items: BOS (Gemma), pad == EOS (GPT-2, Llama) and encoders (BERT) included;
+    for RMs trained on the backbone's own chat template too (Gemma's writes a BOS the tokenizer adds again)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    rm = _save_rm(tmp_path / "rm", backbone)
+    original = build_reward_model(backbone, seed=0)[1]  # the backbone's tokenizer, its own chat template
+    rm = _save_rm(tmp_path / "rm", backbone, template=template)
     out = tmp_path / "eval"
     assert main(["eval", "--rm", str(rm), "--bench", "llmbar", "--max-items", "3", "--out", str(out),
                  "--no-progress", "--batch-size", "4", "--data-dir", str(data_dir)]) == 0
@@ -82,7 +85,7 @@ def test_chat_template_round_trip_equals_our_scores(backbone, tmp_path, data_dir
         for response, ours in zip(item.chosen + item.rejected, row["chosen_scores"] + row["rejected_scores"]):
             messages = [{"role": t.role, "content": t.content} for t in item.prompt]
             text = tok.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=False)
-            assert text == format_for_rm(item.prompt, response, tok, "hh")
+            assert text == format_for_rm(item.prompt, response, original, template)
             if len(tok(text)["input_ids"]) > limit:  # rmtension cuts it from the left; plain code would not
                 continue
             assert abs(_plain_score(model, tok, text) - ours) < 1e-5

@@ -70,15 +70,17 @@ def hh_chat_template(eos: str) -> str:
     )
 
 
-def render_matches(tokenizer: Any, template: str) -> bool:
-    """The tokenizer's chat template renders exactly ``format_for_rm(..., template)`` on the probe."""
-    if not getattr(tokenizer, "chat_template", None):
+def render_matches(tokenizer: Any, template: str, chat_template: str | None = None) -> bool:
+    """The tokenizer's chat template (or ``chat_template`` in its place) renders exactly
+    ``format_for_rm(..., template)`` on the probe conversations."""
+    if not (chat_template or getattr(tokenizer, "chat_template", None)):
         return False
+    extra = {"chat_template": chat_template} if chat_template else {}
     from rmtension.data.types import Turn
 
     for turns in (PROBE_TURNS, PROBE_TURNS[1:]):  # without the system turn for templates that refuse one
         try:
-            rendered = tokenizer.apply_chat_template(list(turns), tokenize=False, add_generation_prompt=False)
+            rendered = tokenizer.apply_chat_template(list(turns), tokenize=False, add_generation_prompt=False, **extra)
             prompt = tuple(Turn(t["role"], t["content"]) for t in turns[:-1])
             ours = format_for_rm(prompt, turns[-1]["content"], tokenizer, template)
         except Exception:  # jinja errors of any kind: try the next probe
@@ -93,14 +95,42 @@ def portable_chat_template(tokenizer: Any, template: str) -> str | None:
 
     ``hh``: :func:`hh_chat_template` with the tokenizer's EOS rule. ``chat``: the backbone's template is
     the training format; it is kept when it renders our text already (ChatML templates that end with
-    EOS), and otherwise kept with a warning (the model card says so).
+    EOS), else wrapped (:func:`wrapped_chat_template`: the BOS it writes and the tokenizer adds again is
+    dropped, EOS appended) when that renders our text, else kept with a warning.
     """
     if template == DEFAULT_TEMPLATE:
         return hh_chat_template(eos_suffix(tokenizer))
-    if not render_matches(tokenizer, template):
-        log.warning("the tokenizer's chat template does not render exactly the %r text this RM was trained on "
-                    "(BOS/EOS handling); tools that apply it score a slightly different text", template)
+    if render_matches(tokenizer, template):
+        return None
+    original = getattr(tokenizer, "chat_template", None)
+    if isinstance(original, str) and original:
+        from rmtension.models.formatting import _special_behaviour
+
+        bos = getattr(tokenizer, "bos_token", None) if _special_behaviour(tokenizer)[0] else None
+        wrapped = wrapped_chat_template(original, bos or "", eos_suffix(tokenizer))
+        if render_matches(tokenizer, template, chat_template=wrapped):
+            return wrapped
+    log.warning("the tokenizer's chat template does not render exactly the %r text this RM was trained on "
+                "(BOS/EOS handling); tools that apply it score a slightly different text", template)
     return None
+
+
+def wrapped_chat_template(original: str, bos: str, eos: str) -> str:
+    """``original`` with ``format_for_rm``'s rules for template ``chat`` applied to its output: a leading
+    ``bos`` dropped (the tokenizer adds BOS itself) and ``eos`` appended after a final assistant message
+    unless the text already ends with it. Why: tools render, then tokenize with special tokens."""
+    parts = ["{% set rmtension_rendered %}", original, "{% endset %}",
+             "{%- set rmtension = namespace(text=rmtension_rendered) -%}"]
+    if bos:
+        parts.append("{%- if rmtension.text.startswith(" + _jinja_string(bos) + ") -%}"
+                     "{%- set rmtension.text = rmtension.text[" + str(len(bos)) + ":] -%}{%- endif -%}")
+    if eos:
+        parts.append("{%- if not add_generation_prompt and messages and messages[-1]['role'] == 'assistant' and not "
+                     "rmtension.text.rstrip().endswith(" + _jinja_string(eos) + ") -%}"
+                     "{%- set rmtension.text = rmtension.text + " + _jinja_string(eos) + " -%}{%- endif -%}")
+    parts.append("{{- rmtension.text -}}")
+    return "".join(parts)
+
 
 
 # ----------------------------------------------------------------------------- record paths
