@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rmtension.analysis.length import _percentile_ci, cells, matched_mask
+from rmtension.analysis.length import _percentile_ci, cells, draw_counts, matched_mask
 from rmtension.errors import InputError
 
 N_RESAMPLES = 2000
@@ -108,13 +108,6 @@ def subset_data(per_seed_rows: Sequence[Sequence[Mapping[str, Any]]]) -> SubsetD
 # ----------------------------------------------------------------------------- the bootstrap
 
 
-def _item_weights(rng: np.random.Generator, n_items: int, n_resamples: int) -> np.ndarray:
-    """(resamples × items) multiplicities of one bootstrap draw of the items per resample."""
-    pick = rng.integers(0, n_items, size=(n_resamples, n_items))
-    flat = (np.arange(n_resamples)[:, None] * n_items + pick).ravel()
-    return np.bincount(flat, minlength=n_resamples * n_items).reshape(n_resamples, n_items).astype(float)
-
-
 def _stat(num: np.ndarray, den: np.ndarray, seed_w: np.ndarray) -> np.ndarray:
     """Per resample (row): the seed-weighted sum of the per-seed ratios num/den. A drawn seed whose
     ratio is undefined (den 0: no length-matched cell drawn) makes that resample NaN."""
@@ -143,11 +136,11 @@ def two_way(strata: Sequence[Sequence[SubsetData]], *, n_resamples: int = N_RESA
     n_rms = len(strata[0])
     rng = np.random.default_rng(seed)
     n_seeds = [strata[0][k].raw.shape[1] for k in range(n_rms)]
-    seed_w = [_item_weights(rng, s, n_resamples) / s for s in n_seeds]
+    seed_w = [draw_counts(rng, s, n_resamples) / s for s in n_seeds]
     full = [np.full((1, s), 1.0 / s) for s in n_seeds]
     out = Replicates(np.zeros(n_rms), np.zeros((n_resamples, n_rms)), np.zeros(n_rms), np.zeros((n_resamples, n_rms)))
     for stratum in strata:
-        w = _item_weights(rng, len(stratum[0].ids), n_resamples)
+        w = draw_counts(rng, len(stratum[0].ids), n_resamples)
         for k, d in enumerate(stratum):
             ones = np.ones_like(d.raw)
             out.raw[k] += _stat(d.raw.sum(axis=0, keepdims=True), ones.sum(axis=0, keepdims=True), full[k])[0]

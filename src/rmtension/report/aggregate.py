@@ -46,6 +46,7 @@ class AccRow:
     shorter: Stat = field(default_factory=lambda: stat([]))  # length_baseline), mean over runs
     key: str = ""          # "<bench>/<subset>" or "<bench>/<group> (group mean)": the key of pooled entries
     source: str = ""       # the subset's name, or the aggregate's path ("sections/Chat") in results.json
+    chance: float = 0.5    # NaN where some subset behind the row is best-of-N (chance 1/N, not 50%)
 
 
 @dataclass
@@ -58,6 +59,10 @@ class AccuracyBlock:
 
 
 _AGG_SKIP = {"items", "n"}
+# Metrics whose chance level is 50% (a coin flip per pair or per RM-Bench cell); best-of-N and the
+# strict rule have 1/N or less, and Ties a composite, so their accuracies get no chance mark.
+METRIC_PAIRWISE = "pairwise"
+HALF_CHANCE_METRICS = ("pairwise", "rm-bench")
 EXCLUDED_MARK = "(not in group mean)"
 
 
@@ -109,7 +114,7 @@ def accuracy_blocks(runs: Sequence[Entry], pooled: Sequence[Entry] = ()) -> list
                     mine = [ev for oo, ev in evals if oo == o]
                     if ci is None and len(mine) == 1:
                         ci = _eval_interval(mine[0], row)
-                    row.by_objective[o] = with_ci(row.by_objective[o], ci)
+                    row.by_objective[o] = with_ci(row.by_objective[o], ci, row.chance)
             blocks.append(AccuracyBlock(bb, bench, objectives, seeds, rows))
     return blocks
 
@@ -133,6 +138,7 @@ def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[
             info = subsets.setdefault(name, {"group": None, "n": None, "excluded": False})
             sub = _dict(sub)
             info["group"] = info["group"] or sub.get("group")
+            info["half"] = info.get("half", True) and sub.get("metric", METRIC_PAIRWISE) in HALF_CHANCE_METRICS
             # left out of the group means by the study's grouping (results.json ``in_group_mean``)
             info["excluded"] = info["excluded"] or sub.get("in_group_mean") is False
             if isinstance(sub.get("n"), int):
@@ -151,14 +157,18 @@ def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[
     rows = [AccRow(f"{s} {EXCLUDED_MARK}" if subsets[s]["excluded"] else s, "subset", subsets[s]["group"],
                    subsets[s]["n"], by_obj(lambda ev, s=s: _dict(_dict(ev.get("subsets")).get(s)).get("score")),
                    *baseline(lambda ev, s=s: _dict(_dict(ev.get("subsets")).get(s)).get("length_baseline")),
-                   key=f"{bench}/{s}", source=s)
+                   key=f"{bench}/{s}", source=s, chance=0.5 if subsets[s]["half"] else math.nan)
             for s in names]
+
+    def group_chance(g: str) -> float:
+        members = [v for v in subsets.values() if v["group"] == g and not v["excluded"]]
+        return 0.5 if all(v["half"] for v in members) else math.nan
     for g in GROUPS:
         if any(g in _dict(ev.get("groups")) for _, ev in evals):
             rows.append(AccRow(f"{g} tasks (group mean)", "group", g, None,
                                by_obj(lambda ev, g=g: _dict(ev.get("groups")).get(g)),
                                *baseline(lambda ev, g=g: _dict(_dict(ev.get("groups_length")).get(g)).get("length_baseline")),
-                               key=f"{bench}/{g} (group mean)", source=g))
+                               key=f"{bench}/{g} (group mean)", source=g, chance=group_chance(g)))
     leaves = [_aggregate_leaves(_dict(ev.get("aggregate"))) for _, ev in evals]
     keys = list(dict.fromkeys(k for lv in leaves for k in lv))
     for key in keys:
@@ -166,7 +176,8 @@ def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[
         if all(v is None or 0.0 <= as_float(v) <= 1.0 for v in vals):  # scores only, never counts
             rows.append(AccRow(f"{key} (benchmark aggregate)", "aggregate", None, None,
                                by_obj(lambda ev, key=key: _aggregate_leaves(_dict(ev.get("aggregate"))).get(key)),
-                               source=key))
+                               source=key,
+                               chance=0.5 if all(v["half"] for v in subsets.values()) else math.nan))
     return rows
 
 

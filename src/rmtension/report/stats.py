@@ -62,6 +62,7 @@ class StatCI(Stat):
 
     low: float = math.nan
     high: float = math.nan
+    chance: float = CHANCE   # the task's chance level; NaN where it is not 50% (best-of-N) and no mark is made
 
     @property
     def has_ci(self) -> bool:
@@ -69,12 +70,13 @@ class StatCI(Stat):
 
     @property
     def at_chance(self) -> bool:
-        """Whether the interval includes 0.5 (False without an interval)."""
-        return self.has_ci and self.low <= CHANCE <= self.high
+        """Whether the interval includes the chance level (False without an interval or a chance level)."""
+        return self.has_ci and math.isfinite(self.chance) and self.low <= self.chance <= self.high
 
 
-def with_ci(s: Stat, ci: Any) -> Stat:
-    """``s`` with the interval ``ci`` (``{"low", "high"}`` or ``[low, high]``) when it has finite bounds."""
+def with_ci(s: Stat, ci: Any, chance: float = CHANCE) -> Stat:
+    """``s`` with the interval ``ci`` (``{"low", "high"}`` or ``[low, high]``) when it has finite bounds;
+    ``chance``: the task's chance level (NaN: unknown, never marked)."""
     if isinstance(ci, dict):
         lo, hi = as_float(ci.get("low")), as_float(ci.get("high"))
     elif isinstance(ci, (list, tuple)) and len(ci) == 2:
@@ -83,7 +85,7 @@ def with_ci(s: Stat, ci: Any) -> Stat:
         return s
     if not (math.isfinite(lo) and math.isfinite(hi)) or s.missing:
         return s
-    return StatCI(s.mean, s.std, s.n, lo, hi)
+    return StatCI(s.mean, s.std, s.n, lo, hi, chance)
 
 
 def stat(values: Iterable[Any]) -> Stat:
