@@ -97,7 +97,7 @@ def findings_table(found: Sequence[Finding]) -> Table:
 def _fmt_evidence(x: float | None, kind: str) -> str:
     if x is None:
         return "—"
-    return f"{100 * x:.1f}%" if kind == "share" else f"{100 * x:+.1f} pp".replace("-", "−")
+    return (f"{100 * x:.1f}%" if kind == "share" else f"{100 * x:+.1f} pp").replace("-", "−")
 
 
 RETENTION_UNIT_NOTES = {
