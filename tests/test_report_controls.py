@@ -211,9 +211,9 @@ def test_accuracy_figure_has_chance_line_interval_error_bars_and_length_markers(
             assert isinstance(s, StatCI)
             assert seg[0][1] == pytest.approx(100 * s.low) and seg[1][1] == pytest.approx(100 * s.high)
     markers = {c.get_label(): c for c in ax.collections if isinstance(c, PathCollection)}
-    longer = markers["longer-wins baseline (length only)"].get_offsets()
+    longer = markers["longer wins (length only)"].get_offsets()
     assert [y for _, y in longer] == pytest.approx([100 * r.longer.mean for r in rows])
-    assert "shorter-wins baseline (length only)" in markers
+    assert "shorter wins (length only)" in markers
     # the ablation curves (accuracy over k) carry the chance line too
     cfig = curves_figure(curve_panels(summary["curves"]))
     assert all(any(list(ln.get_ydata()) == [50.0, 50.0] for ln in a.get_lines()) for a in cfig.axes[:1])

@@ -90,11 +90,11 @@ def accuracy_figure(blocks: Sequence[AccuracyBlock]) -> Figure:
                    yerr=interval_errors([r.by_objective[o] for r in rows]), capsize=2, error_kw={"elinewidth": 0.8},
                    color=OBJECTIVE_COLORS.get(o, color_for(o, OBJECTIVE_COLORS, block.objectives)), label=f"{o} RM")
         ax.axhline(100 * CHANCE, color=CHANCE_COLOR, linewidth=1.0, linestyle=":", label="chance (50%)", zorder=1)
-        for attr, marker, color, label in (("longer", "^", "#111111", "longer-wins baseline (length only)"),
-                                           ("shorter", "v", "#8c8c8c", "shorter-wins baseline (length only)")):
+        for attr, marker, color, label in (("longer", "^", "#111111", "longer wins (length only)"),
+                                           ("shorter", "v", "#8c8c8c", "shorter wins (length only)")):
             pts = [(x, 100 * getattr(r, attr).mean) for x, r in enumerate(rows) if not getattr(r, attr).missing]
             if pts:
-                ax.scatter([x for x, _ in pts], [y for _, y in pts], marker=marker, s=22, color=color, zorder=4,
+                ax.scatter([x for x, _ in pts], [y for _, y in pts], marker=marker, s=30, color=color, zorder=4,
                            edgecolors="white", linewidths=0.5, label=label)
         n_sub = sum(r.kind == "subset" for r in rows)
         if 0 < n_sub < len(rows):
@@ -108,7 +108,7 @@ def accuracy_figure(blocks: Sequence[AccuracyBlock]) -> Figure:
         ax.set_ylim(0, 100)
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"{block.backbone} — {block.bench}")
-    _figure_legend(fig)
+    _figure_legend(fig, max_cols=3)
     return fig
 
 
@@ -125,7 +125,7 @@ def interval_errors(stats: Sequence[Stat]) -> list[list[float]]:
     return [below, above]
 
 
-def _figure_legend(fig: Figure) -> None:
+def _figure_legend(fig: Figure, max_cols: int = 6) -> None:
     """One legend below all panels (panels share their series), so it never covers data or the title."""
     handles, labels = [], []
     for ax in fig.axes:
@@ -134,7 +134,7 @@ def _figure_legend(fig: Figure) -> None:
                 handles.append(h)
                 labels.append(lab)
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), frameon=False)
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), max_cols), frameon=False)
 
 
 # --------------------------------------------------------------------------- Figure 3
