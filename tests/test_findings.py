@@ -124,8 +124,12 @@ def test_finding_c_uses_holm_and_the_own_group():
     assert f.verdict == INCONCLUSIVE and "Holm" in f.evidence[1].note
     helps = [own[0], stat_row("harmless", "own", "harmless", 0.06, (0.02, 0.1), 0.01)]
     assert finding_c(helps).verdict == NOT_SUPPORTED
-    small = [own[0], stat_row("harmless", "own", "harmless", -0.3, (-0.4, -0.2), 0.001, n=MIN_ITEMS - 1)]
-    assert finding_c(small).verdict == INCONCLUSIVE
+    # n_items counts items over the three seeds (as rmtension.analysis.ablation_stats sums them): the rule
+    # asks MIN_ITEMS items per seed
+    small = [own[0], stat_row("harmless", "own", "harmless", -0.3, (-0.4, -0.2), 0.001, n=3 * MIN_ITEMS - 1)]
+    assert finding_c(small).verdict == INCONCLUSIVE and "per seed" in finding_c(small).evidence[1].note
+    enough = [own[0], stat_row("harmless", "own", "harmless", -0.3, (-0.4, -0.2), 0.001, n=3 * MIN_ITEMS)]
+    assert finding_c(enough).verdict == SUPPORTED
     # no group-mean rows: the own group's subset rows stand in
     subs = [stat_row("helpful", "own", "helpful", -0.1, (-0.15, -0.05), 0.001, task="llmbar/natural"),
             stat_row("harmless", "own", "harmless", -0.1, (-0.15, -0.05), 0.001, task="hh-heldout/harmless-base")]

@@ -17,8 +17,8 @@ Rules (pure functions of summary.json's lists, docs/STUDY_FORMAT.md):
   paper predicts. It is *supported* when its 95% interval excludes the null on the paper's side,
   *not supported* when it excludes the null on the other side, and *inconclusive* otherwise.
 - **Minimum n.** A comparison resting on fewer than :data:`MIN_ITEMS` items in any of its tasks
-  (subsets of a group mean), or (e) on fewer than :data:`MIN_SEEDS` seeds or :data:`MIN_ITEMS` neurons,
-  is inconclusive whatever its interval.
+  (subsets of a group mean; for (c)/(d) items per seed, ``n_items`` / seeds), or (e) on fewer than
+  :data:`MIN_SEEDS` seeds or :data:`MIN_ITEMS` neurons, is inconclusive whatever its interval.
 - **Length check, (a) and (b).** Each comparison is a paired RM-vs-RM difference of a benchmark's
   group mean (summary ``contrasts``: two-way items × seeds bootstrap, :mod:`rmtension.analysis.pooled`).
   A decisive raw result (either way) must reappear on length-matched pairs (chosen and rejected within
@@ -245,14 +245,17 @@ def finding_b(contrasts: Sequence[Entry]) -> Finding:
 def ablation_evidence(row: Entry, label: str) -> Evidence:
     """One set-vs-random ablation row under the Holm, interval and minimum-n rules (paper: diff < 0)."""
     est, (low, high) = _f(row.get("diff")), _ci(row.get("ci95"))
-    n = int(row["n_items"]) if _f(row.get("n_items")) is not None else None
+    # ``n_items`` counts items over all seeds (rmtension.analysis.ablation_stats sums its strata over seeds):
+    # the minimum-n rule is about items, so it takes the items per seed
+    seeds = row.get("seeds") if isinstance(row.get("seeds"), list) and row.get("seeds") else [None]
+    n = int(row["n_items"]) // len(seeds) if _f(row.get("n_items")) is not None else None
     p_holm = _f(row.get("p_holm"))
 
     def ev(verdict: str, note: str) -> Evidence:
         return Evidence(label, est, low, high, n, verdict, note)
 
     if n is None or n < MIN_ITEMS:
-        return ev(INCONCLUSIVE, f"fewer than {MIN_ITEMS} items")
+        return ev(INCONCLUSIVE, f"fewer than {MIN_ITEMS} items per seed")
     survives = bool(row.get("survives")) if "survives" in row else (p_holm is not None and p_holm < ALPHA)
     ptxt = "p_holm " + ("—" if p_holm is None else f"{p_holm:.3g}")
     if not survives:
