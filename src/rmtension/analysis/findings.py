@@ -392,8 +392,8 @@ def finding_e(neurons: Sequence[Entry]) -> Finding:
         shares = {s: v for s, v in shares.items() if v is not None}
         n_layers = max(int(_f(r.get("n_layers")) or 0) for r in by_seed.values())
         if not shares or n_layers < 3:
-            evidence.append(Evidence(label, None, None, None, len(shares), INCONCLUSIVE, "no thirds recorded",
-                                     "share"))
+            why = "no thirds recorded" if not shares else f"{n_layers} layer(s): thirds need at least 3"
+            evidence.append(Evidence(label, None, None, None, len(shares), INCONCLUSIVE, why, "share"))
             continue
         uniform = uniform_late_share(n_layers)
         vals = [v[0] for v in shares.values()]
