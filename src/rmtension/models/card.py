@@ -26,7 +26,8 @@ TEMPLATE_TEXT = {
     "hh": "the HH-RLHF transcript, `\"\\n\\nHuman: {prompt}\\n\\nAssistant: {response}\"`, then the EOS token "
           "(decoders); the folder's chat template renders exactly this text",
     "chat": "the backbone's own chat template with the response as the final assistant message, then the "
-            "EOS token unless the template already wrote it",
+            "EOS token unless the template already wrote it; the folder's chat template renders this text (a BOS "
+            "the tokenizer adds itself is not written twice)",
 }
 
 
