@@ -159,6 +159,7 @@ def summarise(plan: "Plan") -> dict[str, Any]:
                                              "site": v["site"], "k": v["k"], "n_texts": v["n_texts"],
                                              "set_size": v.get("set_size"), "spearman": v["spearman"]})
     out["neurons_seed_mean"], out["overlap_seed_mean"] = seed_mean_neurons(plan)
+    out["pooled"], out["contrasts"] = pooled_intervals(out["runs"])
     for (b, s), st in plan.compare.items():
         if not st.done():
             continue
@@ -235,6 +236,17 @@ def ablation_stats_rows(plan: "Plan") -> list[dict]:
         info = {"backbone": b, "rm_objective": o, "set": kind, "method": cfg.ablation.method, "k": cfg.neurons.k}
         rows.extend(ablation_stats(per_seed, info, groups[(b, o, kind)]))
     return rows
+
+
+def pooled_intervals(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``pooled`` and ``contrasts`` (docs/STUDY_FORMAT.md): accuracies and RM-vs-RM differences with
+    intervals over items and seeds together, from each run's items.jsonl
+    (:func:`rmtension.analysis.pooled.pooled_entries`). Runs whose items file is gone are left out."""
+    from rmtension.analysis.pooled import pooled_entries, read_items
+
+    items = {r["items_file"]: read_items(r["items_file"]) for r in runs
+             if r.get("items_file") and Path(r["items_file"]).is_file()}
+    return pooled_entries(runs, items)
 
 
 def _rmsd_of(stats_file: Path) -> dict[str, Any] | None:
