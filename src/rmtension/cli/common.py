@@ -7,10 +7,9 @@ import contextlib
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from rmtension.errors import RmtensionError
+from rmtension.files import check_out_dir, check_out_file  # re-exported: commands import them from here
 
 
 def add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -120,47 +119,4 @@ def emit(args: argparse.Namespace, obj: Any, text: str | Callable[[], str]) -> N
         print(text() if callable(text) else text, file=result_stream(), flush=True)
 
 
-# ----------------------------------------------------------------------------- output paths
-# Checked before any work, so that a run of hours never ends in "cannot write there" (issue 18).
-
-
-def _check_ancestors(path: Path, option: str) -> None:
-    """The nearest existing ancestor of ``path`` must be a folder we may write into."""
-    anc = path.parent
-    while not anc.exists() and anc != anc.parent:
-        if anc.is_symlink():  # a dangling link: nothing can be created under it
-            break
-        anc = anc.parent
-    if anc.exists() and not anc.is_dir():
-        raise RmtensionError(f"{option} {path}: {anc} is a file, so nothing can be written under it")
-    if not anc.exists():
-        raise RmtensionError(f"{option} {path}: {anc} does not exist and cannot be created")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise RmtensionError(f"{option} {path}: the folder {anc} is not writable")
-
-
-def check_out_dir(path: str | Path, option: str = "--out") -> Path:
-    """``path`` can be (or become) an output folder: not a file, not under a file, in a writable place."""
-    p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        raise RmtensionError(f"{option} {p} is a file, but an output folder is wanted; choose another path")
-    if p.is_dir():
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise RmtensionError(f"{option} {p}: the folder is not writable")
-        return p
-    _check_ancestors(p, option)
-    return p
-
-
-def check_out_file(path: str | Path, option: str = "--out", replace: bool = True) -> Path:
-    """``path`` can be written as a file: not an existing folder, not under a file, in a writable place.
-
-    ``replace=False`` also refuses an existing file (commands with ``--force`` pass ``replace=args.force``):
-    OUT may be anything (a config, a result of hours), and a typo must not destroy it."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise RmtensionError(f"{option} {p} is a folder, but an output file is wanted; give a file name")
-    if p.exists() and not replace:
-        raise RmtensionError(f"{option} {p} already exists; pass --force to replace it")
-    _check_ancestors(p, option)
-    return p
+# Output paths are checked by rmtension.files.check_out_dir / check_out_file (training checks them too).

@@ -13,8 +13,9 @@ as in :func:`rmtension.evaluation.aggregate.mean_std`; it is undefined (shown as
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Iterable
+
+from rmtension.evaluation.aggregate import MeanStd, mean_std
 
 DASH = "—"
 
@@ -34,29 +35,14 @@ def present(value: Any) -> bool:
     return math.isfinite(as_float(value))
 
 
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample std of one number over seeds; ``n`` = seeds that had the number."""
-
-    mean: float
-    std: float
-    n: int
-
-    @property
-    def missing(self) -> bool:
-        return self.n == 0 or not math.isfinite(self.mean)
+# The package's one mean ± std type and NaN rule (holes skipped, ``n`` counts present values), so
+# that `rmtension compare`, summary.json and these tables agree about the same seeds.
+Stat = MeanStd
 
 
 def stat(values: Iterable[Any]) -> Stat:
     """:class:`Stat` of the present values among ``values`` (``None``/NaN are skipped)."""
-    xs = [as_float(v) for v in values]
-    xs = [x for x in xs if math.isfinite(x)]
-    n = len(xs)
-    if n == 0:
-        return Stat(math.nan, math.nan, 0)
-    mean = sum(xs) / n
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
-    return Stat(mean, std, n)
+    return mean_std(values)
 
 
 # --------------------------------------------------------------------------- formatting

@@ -464,7 +464,7 @@ def write_summary(plan: Plan) -> Path:
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                         "rmtension_version": rmtension.__version__}
     path = plan.root / SUMMARY
-    from rmtension.evaluation.metrics import jsonable
+    from rmtension.files import jsonable
 
     write_json_atomic(path, jsonable(summary))
     return path

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rmtension.cli.common import check_out_dir
+from rmtension.files import check_out_dir
 from rmtension.data.split import HeldoutSplit
 from rmtension.errors import RmtensionError
 from rmtension.training.batching import SharedPromptCollator
