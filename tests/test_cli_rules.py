@@ -212,6 +212,10 @@ def test_builtin_configs_equal_the_checkout_copies():
         assert (REPO / "configs" / name).read_bytes() == (packaged / name).read_bytes(), name
     assert {"tiny", "paper", "smollm2-cpu", "evidence-cpu", "quickstart"} <= set(builtin_names())
     assert resolve_config("tiny").read_bytes() == (REPO / "configs" / "tiny.yaml").read_bytes()
+    from rmtension.study.config import load_study_config
+
+    for name in builtin_names():  # each validates as the study would read it
+        assert load_study_config(resolve_config(name)).backbones, name
 
 
 def test_a_file_wins_over_a_builtin_name_and_unknown_names_list_the_builtins(tmp_path, monkeypatch, capsys):
