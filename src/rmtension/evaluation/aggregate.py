@@ -182,7 +182,7 @@ class MeanStd:
     mean: float
     std: float
     n: int
-    values: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list, compare=False)  # detail: equal stats compare equal
 
     @property
     def missing(self) -> bool:
