@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -277,3 +278,27 @@ def test_registries_register_exactly_the_listed_names():
     assert tuple(SCORE_METHODS.names()) == tuple(sorted(names.SCORE_METHODS))
     assert set(names.PAPER_SCORE_METHODS) <= set(names.SCORE_METHODS)
     assert POOLS == names.SCORE_POOLS and SITES == names.SITES and MODES == names.ABLATION_MODES
+
+
+# ----------------------------------------------------------------------------- one reader
+
+
+def test_every_reader_of_an_eval_folder_names_the_damaged_line(tmp_path):
+    """`eval` folders are read by the evaluator, by `compare` and by the study's gather; a damaged line of
+    items.jsonl is the same one-line error, naming file and line, in all three."""
+    from rmtension.analysis.eval_runs import load_eval_run
+    from rmtension.errors import InputError
+    from rmtension.evaluation.evaluate import read_items
+    from rmtension.study.gather import _items
+
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({"benchmarks": {}, "rm": {}}))
+    row = {"benchmark": "b", "subset": "s", "id": "1", "chosen_scores": [1.0], "rejected_scores": [0.0], "correct": 1}
+    (folder / "items.jsonl").write_text(json.dumps(row) + "\n" + '{"benchmark": "b", \n')
+    where = f"{folder / 'items.jsonl'}:2: malformed JSON"
+    for read in (read_items, lambda d: load_eval_run(d), lambda d: _items(d / "items.jsonl")):
+        with pytest.raises(InputError, match=re.escape(where)):
+            read(folder)
+    (folder / "items.jsonl").write_text(json.dumps(row) + "\n")
+    assert read_items(folder) == [row]
