@@ -422,7 +422,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         raise RmtensionError(f"{out} exists and is not empty; the RM folder must be new (choose another --out)")
     had_checkpoints = checkpoint_dir(out).is_dir()
     try:
-        return _train(cfg, out, resume)
+        return _train(cfg, out, resume, progress)
     finally:
         ckpt = checkpoint_dir(out)
         try:
@@ -432,7 +432,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
             pass  # another process of the same run removed it first
 
 
-def _train(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
+def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True) -> dict[str, Any]:
     import datasets
     from accelerate import PartialState
     from transformers import set_seed
