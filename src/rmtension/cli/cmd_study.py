@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Trains helpful, harmless and mixed RMs from smollm2-135m-instruct on a few hundred "
                        "offline HH-RLHF pairs, evaluates them on RM-Bench, LLMBar and held-out HH data, finds and "
                        "ablates their neurons, and writes the report. The sizes, and why, are in the built-in "
-                       "config (`rmtension plan quickstart` lists its steps; configs/quickstart.yaml in a checkout).")
+                       "config (`rmtension plan quickstart` lists its steps; src/rmtension/configs/quickstart.yaml in a checkout).")
     q.add_argument("--out", default="rmtension-quickstart", help="study folder (default: ./rmtension-quickstart)")
     add_data_dir(q)
     q.add_argument("--backbone", default=None, help="override the backbone (e.g. tiny-llama for a 1-minute smoke run)")
