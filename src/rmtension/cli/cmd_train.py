@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rmtension.cli.common import (add_data_dir, add_hidden_alias, add_json, add_progress, check_out_dir, emit,
                                   library_output_to_stderr, print_json, show_progress)
@@ -62,8 +63,11 @@ def run_train(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     from rmtension.training.trainer import train
 
-    with library_output_to_stderr():  # HF Trainer's log dicts are progress, not this command's result
-        record = train(cfg, args.out, resume=args.resume, progress=show_progress(args))
+    # HF Trainer's bar follows the one rule (only while stderr is a terminal); without it the Trainer prints
+    # its log dicts instead, which are progress too: stderr, never this command's result.
+    bars = show_progress(args) and sys.stderr.isatty()
+    with library_output_to_stderr():
+        record = train(cfg, args.out, resume=args.resume, progress=bars)
     if not record:  # not the main process of `accelerate launch`: the main one prints the result
         return 0
     m = record.get("metrics", {})
