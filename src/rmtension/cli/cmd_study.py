@@ -14,7 +14,8 @@ CONFIG_HELP = ("study config: a YAML file, or the name of a built-in one (tiny, 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("run", help="run a whole study (grid of backbones × objectives × seeds) from a YAML config",
+    r = sub.add_parser("run", help="run a whole study (grid of backbones × objectives × seeds) from a config: a built-in name "
+                       "(tiny, paper, ...) or a YAML file",
                        description="Train, evaluate, score and select neurons, ablate, compare and report, for every "
                        "cell of the grid. Each step's output is cached under OUT/steps/ keyed by its inputs: an "
                        "interrupted study resumes where it stopped, and an unchanged one finishes in seconds. "
