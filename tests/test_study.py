@@ -138,6 +138,10 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     assert {e["unit"] for e in summary["retention"]} == {"paper"}  # the paper's retention units, recorded
     assert {"jaccard_helpful", "kept_helpful"} <= set(next(iter(summary["retention"][0]["tasks"].values())))
     assert {a["set"] for a in summary["ablation"]} == {"own", "shared", "helpful-only", "harmless-only", "random"}
+    # accuracies pooled over items × seeds and paired RM contrasts, from the evals' items files (analysis/pooled.py)
+    assert {e["objective"] for e in summary["pooled"]} == {"helpful", "harmless", "mixed"}
+    assert {c["name"] for c in summary["contrasts"]} == {"helpful-vs-harmless", "mixed-vs-helpful", "mixed-vs-harmless"}
+    assert all(e["ci95"]["low"] <= e["mean"] <= e["ci95"]["high"] for e in summary["pooled"] if e["ci95"])
     # The mixed RM's shared set really is the intersection of the helpful and harmless RMs' neurons.
     from rmtension.neurons.setfile import load_set
 

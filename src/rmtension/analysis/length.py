@@ -249,6 +249,15 @@ class _WeightedRanks:
         return out
 
 
+def draw_counts(rng: np.random.Generator, n_items: int, n_resamples: int) -> np.ndarray:
+    """(resamples × items) multiplicities: row b counts how often each item was drawn when resample b
+    draws ``n_items`` items with replacement (one ``rng.integers`` call for all rows). Shared by the
+    bootstrap here and the two-way one of :mod:`rmtension.analysis.pooled`."""
+    pick = rng.integers(0, n_items, size=(n_resamples, n_items))
+    flat = (np.arange(n_resamples)[:, None] * n_items + pick).ravel()
+    return np.bincount(flat, minlength=n_resamples * n_items).reshape(n_resamples, n_items).astype(float)
+
+
 def _weighted_pearson(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
     tot = w.sum(axis=1, keepdims=True)
     am = a - (w * a).sum(axis=1, keepdims=True) / tot
@@ -275,11 +284,7 @@ def margin_length_spearman(c: Cells, *, n_resamples: int = DEFAULT_RESAMPLES, se
     chunk = max(1, min(n_resamples, 2_000_000 // max(1, c.margin.size)))
     for start in range(0, n_resamples, chunk):
         stop = min(n_resamples, start + chunk)
-        pick = rng.integers(0, c.n_items, size=(stop - start, c.n_items))
-        rows = stop - start
-        flat = (np.arange(rows)[:, None] * c.n_items + pick).ravel()
-        draws = np.bincount(flat, minlength=rows * c.n_items).reshape(rows, c.n_items).astype(float)
-        w = draws[:, c.item]
+        w = draw_counts(rng, c.n_items, stop - start)[:, c.item]
         boot[start:stop] = _weighted_pearson(rx.ranks(w), ry.ranks(w), w)
     return {"value": value, "ci95": _percentile_ci(boot), "n_pairs": int(c.margin.size)}
 

@@ -7,13 +7,14 @@ docs/STUDY_FORMAT.md) and returns plain data; nothing here reads files or draws.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from rmtension.analysis.compare import group_means
 from rmtension.report.load import Entry
-from rmtension.report.stats import Stat, as_float, present, stat
+from rmtension.report.stats import Stat, as_float, present, stat, with_ci
 from rmtension.report.style import GROUPS, OBJECTIVES, ABLATION_SETS, METHODS, THIRDS, ordered, seed_sort_key
 
 
@@ -40,7 +41,12 @@ class AccRow:
     kind: str              # "subset", "group" (helpful/harmless group mean) or "aggregate" (benchmark's own)
     group: str | None
     n_items: int | None
-    by_objective: dict[str, Stat]
+    by_objective: dict[str, Stat]   # a StatCI where a 95% interval is known (see accuracy_blocks)
+    longer: Stat = field(default_factory=lambda: stat([]))   # length-only baselines (results.json
+    shorter: Stat = field(default_factory=lambda: stat([]))  # length_baseline), mean over runs
+    key: str = ""          # "<bench>/<subset>" or "<bench>/<group> (group mean)": the key of pooled entries
+    source: str = ""       # the subset's name, or the aggregate's path ("sections/Chat") in results.json
+    chance: float = 0.5    # NaN where some subset behind the row is best-of-N (chance 1/N, not 50%)
 
 
 @dataclass
@@ -53,6 +59,10 @@ class AccuracyBlock:
 
 
 _AGG_SKIP = {"items", "n"}
+# Metrics whose chance level is 50% (a coin flip per pair or per RM-Bench cell); best-of-N and the
+# strict rule have 1/N or less, and Ties a composite, so their accuracies get no chance mark.
+METRIC_PAIRWISE = "pairwise"
+HALF_CHANCE_METRICS = ("pairwise", "rm-bench")
 EXCLUDED_MARK = "(not in group mean)"
 
 
@@ -78,28 +88,57 @@ def _aggregate_leaves(agg: Mapping[str, Any], prefix: str = "", depth: int = 0) 
     return out
 
 
-def accuracy_blocks(runs: Sequence[Entry]) -> list[AccuracyBlock]:
-    """Per backbone × benchmark: every subset, the two group means and the benchmark's aggregates."""
+def accuracy_blocks(runs: Sequence[Entry], pooled: Sequence[Entry] = ()) -> list[AccuracyBlock]:
+    """Per backbone × benchmark: every subset, the two group means and the benchmark's aggregates.
+
+    Each accuracy carries its 95% interval where one is known: the summary's ``pooled`` entry (two-way
+    items × seeds bootstrap) when there is one, else — for an RM type trained with one seed — that
+    run's own eval interval (subset ``ci95``, ``groups_ci95``, ``aggregate_ci95``). Several seeds and
+    no pooled entry (an older summary): no interval.
+    """
     blocks: list[AccuracyBlock] = []
     for bb in backbones_of(runs):
         bb_runs = [r for r in runs if str(r["backbone"]) == bb]
         objectives = ordered((str(r["objective"]) for r in bb_runs), OBJECTIVES)
         seeds = {o: len({r["seed"] for r in bb_runs if str(r["objective"]) == o}) for o in objectives}
         benches = list(dict.fromkeys(b for r in bb_runs for b in _dict(r.get("eval"))))
+        intervals = {(str(e.get("objective")), str(e.get("task"))): e.get("ci95") for e in pooled
+                     if str(e.get("backbone")) == bb}
         for bench in benches:
             evals = [(str(r["objective"]), _dict(_dict(r.get("eval")).get(bench))) for r in bb_runs]
             evals = [(o, ev) for o, ev in evals if ev]
-            blocks.append(AccuracyBlock(bb, bench, objectives, seeds, _accuracy_rows(evals, objectives)))
+            rows = _accuracy_rows(evals, objectives, bench)
+            for row in rows:
+                for o in objectives:
+                    ci = intervals.get((o, row.key)) if row.key else None
+                    mine = [ev for oo, ev in evals if oo == o]
+                    if ci is None and len(mine) == 1:
+                        ci = _eval_interval(mine[0], row)
+                    row.by_objective[o] = with_ci(row.by_objective[o], ci, row.chance)
+            blocks.append(AccuracyBlock(bb, bench, objectives, seeds, rows))
     return blocks
 
 
-def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[str]) -> list[AccRow]:
+def _eval_interval(ev: Mapping[str, Any], row: "AccRow") -> Any:
+    """One run's own 95% interval of a row (None where results.json has none)."""
+    if row.kind == "subset":
+        return _dict(_dict(ev.get("subsets")).get(row.source)).get("ci95")
+    if row.kind == "group":
+        return _dict(ev.get("groups_ci95")).get(str(row.group))
+    node: Any = ev.get("aggregate_ci95")
+    for part in row.source.split("/"):
+        node = _dict(node).get(part)
+    return node
+
+
+def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[str], bench: str) -> list[AccRow]:
     subsets: dict[str, dict[str, Any]] = {}
     for _, ev in evals:
         for name, sub in _dict(ev.get("subsets")).items():
             info = subsets.setdefault(name, {"group": None, "n": None, "excluded": False})
             sub = _dict(sub)
             info["group"] = info["group"] or sub.get("group")
+            info["half"] = info.get("half", True) and sub.get("metric", METRIC_PAIRWISE) in HALF_CHANCE_METRICS
             # left out of the group means by the study's grouping (results.json ``in_group_mean``)
             info["excluded"] = info["excluded"] or sub.get("in_group_mean") is False
             if isinstance(sub.get("n"), int):
@@ -110,21 +149,96 @@ def _accuracy_rows(evals: list[tuple[str, Mapping[str, Any]]], objectives: list[
     def by_obj(get) -> dict[str, Stat]:
         return {o: stat(get(ev) for oo, ev in evals if oo == o) for o in objectives}
 
+    def baseline(get) -> tuple[Stat, Stat]:
+        """The length-only baselines of a row (the same items for every RM): mean over all runs."""
+        lbs = [_dict(get(ev)) for _, ev in evals]
+        return stat(lb.get("longer") for lb in lbs), stat(lb.get("shorter") for lb in lbs)
+
     rows = [AccRow(f"{s} {EXCLUDED_MARK}" if subsets[s]["excluded"] else s, "subset", subsets[s]["group"],
-                   subsets[s]["n"], by_obj(lambda ev, s=s: _dict(_dict(ev.get("subsets")).get(s)).get("score")))
+                   subsets[s]["n"], by_obj(lambda ev, s=s: _dict(_dict(ev.get("subsets")).get(s)).get("score")),
+                   *baseline(lambda ev, s=s: _dict(_dict(ev.get("subsets")).get(s)).get("length_baseline")),
+                   key=f"{bench}/{s}", source=s, chance=0.5 if subsets[s]["half"] else math.nan)
             for s in names]
+
+    def group_chance(g: str) -> float:
+        members = [v for v in subsets.values() if v["group"] == g and not v["excluded"]]
+        return 0.5 if all(v["half"] for v in members) else math.nan
     for g in GROUPS:
         if any(g in _dict(ev.get("groups")) for _, ev in evals):
             rows.append(AccRow(f"{g} tasks (group mean)", "group", g, None,
-                               by_obj(lambda ev, g=g: _dict(ev.get("groups")).get(g))))
+                               by_obj(lambda ev, g=g: _dict(ev.get("groups")).get(g)),
+                               *baseline(lambda ev, g=g: _dict(_dict(ev.get("groups_length")).get(g)).get("length_baseline")),
+                               key=f"{bench}/{g} (group mean)", source=g, chance=group_chance(g)))
     leaves = [_aggregate_leaves(_dict(ev.get("aggregate"))) for _, ev in evals]
     keys = list(dict.fromkeys(k for lv in leaves for k in lv))
     for key in keys:
         vals = [lv.get(key) for lv in leaves]
         if all(v is None or 0.0 <= as_float(v) <= 1.0 for v in vals):  # scores only, never counts
             rows.append(AccRow(f"{key} (benchmark aggregate)", "aggregate", None, None,
-                               by_obj(lambda ev, key=key: _aggregate_leaves(_dict(ev.get("aggregate"))).get(key))))
+                               by_obj(lambda ev, key=key: _aggregate_leaves(_dict(ev.get("aggregate"))).get(key)),
+                               source=key,
+                               chance=0.5 if all(v["half"] for v in subsets.values()) else math.nan))
     return rows
+
+
+# --------------------------------------------------------------------------- length controls
+
+
+@dataclass
+class LengthRow:
+    """One RM type × task of the length-controls table (results.json "Length controls", over seeds)."""
+
+    backbone: str
+    bench: str
+    task: str
+    group: str | None
+    objective: str
+    accuracy: Stat
+    longer: Stat
+    shorter: Stat
+    matched: Stat          # length-matched accuracy: the pooled interval's estimate where there is one
+    matched_n: Stat        # length-matched pairs (cells)
+    spearman: Stat         # margin–length Spearman, mean over seeds (with its interval for one seed)
+
+
+def length_rows(runs: Sequence[Entry], pooled: Sequence[Entry] = ()) -> list[LengthRow]:
+    """Per backbone × benchmark × subset/group × RM type: accuracy, the length-only baselines, the
+    length-matched accuracy and the margin–length correlation. Empty when no run has length controls."""
+    lm_pooled = {(str(e.get("backbone")), str(e.get("objective")), str(e.get("task"))): _dict(e.get("length_matched"))
+                 for e in pooled}
+    out: list[LengthRow] = []
+    for block in accuracy_blocks(runs, pooled):
+        bb_runs = [r for r in runs if str(r["backbone"]) == block.backbone]
+        for row in block.rows:
+            if row.kind == "aggregate":
+                continue
+            for o in block.objectives:
+                evs = [_dict(_dict(r.get("eval")).get(block.bench)) for r in bb_runs if str(r["objective"]) == o]
+                if row.kind == "subset":
+                    subs = [_dict(_dict(ev.get("subsets")).get(row.source)) for ev in evs]
+                    lms = [_dict(sub.get("length_matched")) for sub in subs]
+                    matched = stat(lm.get("score") for lm in lms)
+                    matched_n = stat(lm.get("n") for lm in lms)
+                    rhos = [_dict(sub.get("margin_length_spearman")) for sub in subs]
+                    rho = stat(r.get("value") for r in rhos)
+                    if len(rhos) == 1:
+                        rho = with_ci(rho, rhos[0].get("ci95"))
+                    if len(lms) == 1:
+                        matched = with_ci(matched, lms[0].get("ci95"))
+                else:
+                    matched = stat(_dict(_dict(ev.get("groups_length")).get(str(row.group))).get("length_matched")
+                                   for ev in evs)
+                    matched_n, rho = stat([]), stat([])
+                pooled_lm = lm_pooled.get((block.backbone, o, row.key), {})
+                if pooled_lm and present(pooled_lm.get("mean")):
+                    matched = with_ci(Stat(float(pooled_lm["mean"]), matched.std, matched.n or 1), pooled_lm.get("ci95"))
+                    if present(pooled_lm.get("n_cells")):
+                        matched_n = Stat(float(pooled_lm["n_cells"]), math.nan, 1)
+                if row.longer.missing and matched.missing and rho.missing:
+                    continue
+                out.append(LengthRow(block.backbone, block.bench, row.task, row.group, o, row.by_objective[o],
+                                     row.longer, row.shorter, matched, matched_n, rho))
+    return out
 
 
 # --------------------------------------------------------------------------- retention (Table 1)

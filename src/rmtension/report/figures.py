@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from rmtension.report.aggregate import AblationGrid, AccuracyBlock, CalibrationRow, CurvePanel, Hist, NeuronLayout, OverlapRow
-from rmtension.report.stats import Stat, fmt_k
+from rmtension.report.stats import CHANCE, Stat, StatCI, fmt_k
 from rmtension.report.style import (BEFORE_COLOR, GROUP_COLORS, METHOD_COLORS, OBJECTIVE_COLORS, SET_COLORS, THIRDS,
                                     color_for)
 
@@ -26,6 +26,7 @@ RC: Any = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.lab
       "grid.alpha": 0.3, "grid.linewidth": 0.6, "svg.fonttype": "path", "svg.hashsalt": "rmtension"}
 
 F = TypeVar("F", bound=Callable[..., Figure])
+CHANCE_COLOR = "#333333"
 
 
 def styled(fn: F) -> F:
@@ -65,7 +66,9 @@ def _empty(ax: Axes, text: str = "no data") -> None:
 
 @styled
 def accuracy_figure(blocks: Sequence[AccuracyBlock]) -> Figure:
-    """Grouped bars: each task's accuracy per RM objective (mean ± std over seeds), one panel per benchmark.
+    """Grouped bars: each task's accuracy per RM objective (mean over seeds) with its 95% interval as
+    error bars, one panel per benchmark; a dotted line at chance (50%) and, per task, markers for what
+    a length-only rule scores (longer wins ▲, shorter wins ▼), so a bar can be read against both.
 
     Tick labels take the colour of the task's group, and the group means sit after a divider, so
     the helpful/harmless split the paper's Figure 2 is about is visible at a glance.
@@ -84,8 +87,15 @@ def accuracy_figure(blocks: Sequence[AccuracyBlock]) -> Figure:
         for j, o in enumerate(block.objectives):
             xs = [x + (j - (n_obj - 1) / 2) * width for x in range(len(rows))]
             ax.bar(xs, [100 * _mean(r.by_objective[o]) for r in rows], width,
-                   yerr=[100 * _err(r.by_objective[o]) for r in rows], capsize=2, error_kw={"elinewidth": 0.8},
+                   yerr=interval_errors([r.by_objective[o] for r in rows]), capsize=2, error_kw={"elinewidth": 0.8},
                    color=OBJECTIVE_COLORS.get(o, color_for(o, OBJECTIVE_COLORS, block.objectives)), label=f"{o} RM")
+        ax.axhline(100 * CHANCE, color=CHANCE_COLOR, linewidth=1.0, linestyle=":", label="chance (50%)", zorder=1)
+        for attr, marker, color, label in (("longer", "^", "#111111", "longer wins (length only)"),
+                                           ("shorter", "v", "#8c8c8c", "shorter wins (length only)")):
+            pts = [(x, 100 * getattr(r, attr).mean) for x, r in enumerate(rows) if not getattr(r, attr).missing]
+            if pts:
+                ax.scatter([x for x, _ in pts], [y for _, y in pts], marker=marker, s=30, color=color, zorder=4,
+                           edgecolors="white", linewidths=0.5, label=label)
         n_sub = sum(r.kind == "subset" for r in rows)
         if 0 < n_sub < len(rows):
             ax.axvline(n_sub - 0.5, color="#555555", linewidth=0.8, linestyle="--")
@@ -98,11 +108,24 @@ def accuracy_figure(blocks: Sequence[AccuracyBlock]) -> Figure:
         ax.set_ylim(0, 100)
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"{block.backbone} — {block.bench}")
-    _figure_legend(fig)
+    _figure_legend(fig, max_cols=3)
     return fig
 
 
-def _figure_legend(fig: Figure) -> None:
+def interval_errors(stats: Sequence[Stat]) -> list[list[float]]:
+    """Asymmetric error bars (below, above) in percent from each accuracy's 95% interval; 0 without one.
+
+    Intervals, not the std over seeds: the std is zero-width with one seed and ignores item sampling.
+    """
+    below, above = [], []
+    for s in stats:
+        ok = isinstance(s, StatCI) and s.has_ci and not s.missing
+        below.append(max(0.0, 100 * (s.mean - s.low)) if ok else 0.0)  # type: ignore[union-attr]
+        above.append(max(0.0, 100 * (s.high - s.mean)) if ok else 0.0)  # type: ignore[union-attr]
+    return [below, above]
+
+
+def _figure_legend(fig: Figure, max_cols: int = 6) -> None:
     """One legend below all panels (panels share their series), so it never covers data or the title."""
     handles, labels = [], []
     for ax in fig.axes:
@@ -111,7 +134,7 @@ def _figure_legend(fig: Figure) -> None:
                 handles.append(h)
                 labels.append(lab)
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), frameon=False)
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), max_cols), frameon=False)
 
 
 # --------------------------------------------------------------------------- Figure 3
@@ -234,6 +257,7 @@ def curves_figure(panels: Sequence[CurvePanel]) -> Figure:
             ax.plot(c.ks, ys, marker="o", markersize=3, color=color, label=c.method)
             ax.fill_between(c.ks, [y - e for y, e in zip(ys, err)], [y + e for y, e in zip(ys, err)],
                             color=color, alpha=0.18, linewidth=0)
+        ax.axhline(100 * CHANCE, color=CHANCE_COLOR, linewidth=1.0, linestyle=":", label="chance (50%)", zorder=1)
         ax.set_title(f"{p.rm_objective} RM — {p.bench} ({p.group})")
         ax.set_xlabel("neurons ablated: top k (%)")
         ax.set_ylabel("accuracy (%)")

@@ -12,7 +12,6 @@ import html
 import re
 from typing import Mapping
 
-from rmtension.report.markdown import section_heading
 from rmtension.report.model import Bullets, Code, Document, FigureBlock, Heading, Paragraph, Section, Table, TableBlock
 
 CSS = """
@@ -21,7 +20,7 @@ body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#222;
 main{max-width:1180px;margin:0 auto;padding:24px 32px 64px}
 h1{font-size:26px;margin:8px 0 4px}h2{font-size:20px;margin:36px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 h3{font-size:16px;margin:22px 0 6px}
-nav ol{columns:2;font-size:14px}nav a{color:#2c3e50}
+nav ul{columns:2;font-size:14px;list-style:none;padding-left:0}nav a{color:#2c3e50}
 .notrun{background:#f6f6f6;border-left:4px solid #999;padding:8px 12px;color:#444}
 .tablewrap{overflow-x:auto;margin:8px 0 4px}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
@@ -37,8 +36,10 @@ pre{background:#f7f7f7;padding:10px;overflow-x:auto;font-size:12px}
 
 
 def _text(s: str) -> str:
-    """Escape, then turn `backticks` into <code>."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(s, quote=False))
+    """Escape, then turn `backticks` into <code>, **bold** into <strong> and *italics* into <em>."""
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(s, quote=False))
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"<em>\1</em>", out)
 
 
 def table_html(t: Table) -> str:
@@ -87,10 +88,11 @@ def section_html(s: Section, heading: str, images: Mapping[str, bytes]) -> str:
 
 def render_html(doc: Document, images: Mapping[str, bytes]) -> str:
     """The page; ``images`` maps each figure's name to its PNG bytes."""
-    toc = "".join(f'<li><a href="#{html.escape(s.id)}">{html.escape(s.title if i else "Study")}</a>'
-                  f'{" — not run" if s.not_run else ""}</li>' for i, s in enumerate(doc.sections))
-    body = "\n".join(section_html(s, section_heading(s, i), images) for i, s in enumerate(doc.sections))
+    headings = doc.headings()
+    toc = "".join(f'<li><a href="#{html.escape(s.id)}">{html.escape(h)}</a>'
+                  f'{" — not run" if s.not_run else ""}</li>' for s, h in zip(doc.sections, headings))
+    body = "\n".join(section_html(s, h, images) for s, h in zip(doc.sections, headings))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(doc.title)}</title><style>{CSS}</style></head>\n"
-            f"<body><main><h1>{html.escape(doc.title)}</h1><nav><ol start=\"0\">{toc}</ol></nav>\n{body}\n</main></body></html>\n")
+            f"<body><main><h1>{html.escape(doc.title)}</h1><nav><ul>{toc}</ul></nav>\n{body}\n</main></body></html>\n")

@@ -31,6 +31,11 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "overlap_seed_mean": ("backbone", "method"),
     "ablation": ("backbone", "seed", "rm_objective", "set", "method", "benchmarks"),
     "curves": ("backbone", "seed", "rm_objective", "method", "bench", "points"),
+    # issue 11 (controls): intervals over items × seeds, RM-vs-RM contrasts, neuron–length, ablation statistics
+    "pooled": ("backbone", "objective", "task"),
+    "contrasts": ("backbone", "task", "a", "b"),
+    "neuron_length": ("backbone", "objective"),
+    "ablation_stats": ("backbone", "rm_objective", "set", "task"),
 }
 SECTIONS = tuple(REQUIRED)
 

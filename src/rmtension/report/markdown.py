@@ -31,11 +31,6 @@ def table_md(t: Table) -> str:
     return "\n".join(lines)
 
 
-def section_heading(s: Section, index: int) -> str:
-    """Section 0 is the study header; the rest are numbered as in the page's contents."""
-    return "Study" if index == 0 else f"{index}. {s.title}"
-
-
 def section_md(s: Section, heading: str) -> str:
     out = [f"## {heading}", ""]
     if s.not_run:
@@ -60,8 +55,8 @@ def section_md(s: Section, heading: str) -> str:
 
 
 def render_markdown(doc: Document) -> str:
-    """The whole report; the first section (the study header) carries the page title."""
+    """The whole report under the page title; sections headed as :meth:`Document.headings` says."""
     parts = [f"# {doc.title}", ""]
-    for i, s in enumerate(doc.sections):
-        parts.append(section_md(s, section_heading(s, i)))
+    for s, heading in zip(doc.sections, doc.headings()):
+        parts.append(section_md(s, heading))
     return "\n".join(parts).rstrip() + "\n"

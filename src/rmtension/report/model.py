@@ -14,7 +14,7 @@ from typing import Any, Union
 
 from matplotlib.figure import Figure
 
-from rmtension.report.stats import KINDS, Stat, as_float, fmt_cell
+from rmtension.report.stats import KINDS, Stat, StatCI, as_float, fmt_cell
 
 
 @dataclass(frozen=True)
@@ -61,27 +61,36 @@ class Table:
     def _stat_columns(self) -> list[bool]:
         return [any(isinstance(row[j], Stat) for row in self.rows) for j in range(len(self.columns))]
 
+    def _ci_columns(self) -> list[bool]:
+        return [any(isinstance(row[j], StatCI) for row in self.rows) for j in range(len(self.columns))]
+
     def csv_header(self) -> list[str]:
-        """Headers of the CSV: a column of :class:`Stat` cells becomes ``<name> mean/std/n``.
+        """Headers of the CSV: a column of :class:`Stat` cells becomes ``<name> mean/std/n``, and
+        ``<name> ci95 low/high`` after them when some of its cells carry an interval.
 
         Percent and percentage-point columns hold fractions in the CSV, and say so in their header.
         """
         out: list[str] = []
-        for col, is_stat in zip(self.columns, self._stat_columns()):
+        for col, is_stat, has_ci in zip(self.columns, self._stat_columns(), self._ci_columns()):
             name = csv_name(col)
             out.extend([f"{name} mean", f"{name} std", f"{name} n"] if is_stat else [name])
+            if has_ci:
+                out.extend([f"{name} ci95 low", f"{name} ci95 high"])
         return out
 
     def csv_rows(self) -> list[list[str]]:
         """Raw values: fractions as fractions (not percentages), full precision, missing as empty."""
         flags = self._stat_columns()
+        ci_flags = self._ci_columns()
         out: list[list[str]] = []
         for row in self.rows:
             cells: list[str] = []
-            for v, col, is_stat in zip(row, self.columns, flags):
+            for v, col, is_stat, has_ci in zip(row, self.columns, flags, ci_flags):
                 if is_stat:
                     s = v if isinstance(v, Stat) else Stat(as_float(v), math.nan, 0 if v is None else 1)
                     cells.extend([_raw(s.mean), _raw(s.std), str(s.n)])
+                    if has_ci:
+                        cells.extend([_raw(s.low), _raw(s.high)] if isinstance(s, StatCI) else ["", ""])
                 elif col.kind == "text":
                     cells.append("" if v is None else str(v))
                 else:
@@ -152,12 +161,17 @@ Block = Union[Paragraph, Bullets, Heading, Code, TableBlock, FigureBlock]
 
 @dataclass
 class Section:
-    """A top-level section; ``not_run`` is set (and ``blocks`` empty) when the study had no data for it."""
+    """A top-level section; ``not_run`` is set (and ``blocks`` empty) when the study had no data for it.
+
+    Result sections are numbered in order; a section with ``label`` (Findings, Method, Appendix) is
+    headed by that label instead and takes no number.
+    """
 
     id: str
     title: str
     blocks: list[Block] = field(default_factory=list)
     not_run: str = ""
+    label: str = ""
 
 
 @dataclass
@@ -170,3 +184,14 @@ class Document:
 
     def figures(self) -> list[FigureBlock]:
         return [b for s in self.sections for b in s.blocks if isinstance(b, FigureBlock)]
+
+    def headings(self) -> list[str]:
+        """Each section's heading: its label, or its number among the unlabelled sections and its title."""
+        out, n = [], 0
+        for s in self.sections:
+            if s.label:
+                out.append(s.label)
+            else:
+                n += 1
+                out.append(f"{n}. {s.title}")
+        return out

@@ -16,16 +16,18 @@ import numpy
 import yaml  # type: ignore[import-untyped]
 
 import rmtension
+from rmtension.analysis.findings import findings
 from rmtension.report import aggregate as agg
 from rmtension.report import figures as figs
 from rmtension.report import tables as tabs
-from rmtension.report.load import Summary
+from rmtension.report.load import Entry, Summary
 from rmtension.report.model import Block, Bullets, Code, Document, FigureBlock, Heading, Paragraph, Section, TableBlock
-from rmtension.report.stats import fmt_k
+from rmtension.report.stats import CHANCE_MARK, fmt_k
 from rmtension.report.style import OBJECTIVES, ordered, seed_sort_key, slug
 
 NUMBERS_NOTE = ("Accuracies, retentions and shares are percentages with one decimal; Δ are percentage points; "
-                "margins are raw reward units. Cells are mean ± sample std over seeds; a cell resting on fewer "
+                "margins are raw reward units. Cells are mean ± sample std over seeds, accuracies followed by their 95% "
+                "interval in brackets († where it includes 50%); a cell resting on fewer "
                 "seeds than the rest of its table says (n=…); missing numbers are “—”.")
 
 
@@ -52,13 +54,57 @@ def _yaml(config: Mapping[str, Any]) -> str:
                           default_flow_style=None, allow_unicode=True, width=100).rstrip()
 
 
-def study_section(s: Summary) -> Section:
-    """Header: study name, what was trained, the config in short and in full, and software versions."""
-    study = s.study
+def _study_facts(s: Summary) -> tuple[list[str], list[str], list[Any], list[Entry]]:
     runs = s["runs"]
     backbones = list(dict.fromkeys(str(r["backbone"]) for r in runs))
     objectives = ordered((str(r["objective"]) for r in runs), OBJECTIVES)
     seeds = sorted({r["seed"] for r in runs}, key=seed_sort_key)
+    return backbones, objectives, seeds, runs
+
+
+VERDICT_NOTE = ("Each verdict is computed from this report's numbers by fixed rules (`rmtension.analysis.findings`), "
+                "never written by hand: *supported* when the 95% interval excludes no-effect in the paper's direction "
+                "(for (a)/(b) also on length-matched pairs; for (c)/(d) after Holm's correction), *not supported* when "
+                "it excludes it in the other direction, *inconclusive* otherwise or below 10 items per task; "
+                "*inconclusive (length)*: the raw result does not hold on pairs of equal length; *inconclusive "
+                "(backbone)*: the untrained backbone's neurons sit as late; *not run*: the study lacks the numbers.")
+
+
+def findings_section(s: Summary) -> Section:
+    """The report's opening: the paper's findings (a)–(e), each with its computed verdict and reason."""
+    backbones, objectives, seeds, runs = _study_facts(s)
+    found = findings(s.lists)
+    lead = (f"Study {s.name}: {', '.join(objectives) or 'no'} RMs on {', '.join(backbones) or 'no backbone'}, "
+            f"seeds {', '.join(map(str, seeds)) or '—'} ({len(runs)} trained RMs). The paper's findings, as this "
+            "study's numbers judge them:")
+    bullets = [f"**({f.key}) {f.claim[0].upper() + f.claim[1:]}: {f.verdict}.** {f.reason}" for f in found]
+    blocks: list[Block] = [Paragraph(lead), Bullets(bullets), Paragraph(VERDICT_NOTE)]
+    table = tabs.findings_table(found)
+    if table.rows:
+        blocks.append(TableBlock(table))
+    return Section("findings", "Findings", blocks, label="Findings")
+
+
+def method_section(s: Summary) -> Section:
+    """A short account of what was done and how the numbers are to be read (details: docs/STUDY_FORMAT.md)."""
+    _, _, seeds, _ = _study_facts(s)
+    text = ("Reward models (a scalar head on the backbone, Bradley–Terry loss) were trained on helpful, harmless and "
+            f"mixed preference data with {len(seeds)} seed(s) each and scored on the benchmarks below; a task's accuracy "
+            "is the benchmark's own metric. Every accuracy comes with a 95% interval: with several seeds a two-way "
+            "bootstrap that resamples items and seeds together (`rmtension.analysis.pooled`), with one seed the eval's "
+            "bootstrap over items. Chance is 50% on pairwise tasks. Length controls put beside each accuracy what a "
+            "length-only rule scores on the same items (longer wins, shorter wins), the accuracy on pairs whose two "
+            "responses are about equally long, and how strongly the RM's margins follow length. Neurons are MLP units "
+            "ranked by a score over the training pairs (top k%); ablation zeroes them in the trained RM and compares "
+            "the accuracy change with that of a size-matched random set of neurons, paired over items, with Holm's "
+            "correction over the tasks of a table.")
+    return Section("method", "Method", [Paragraph(text), Paragraph(NUMBERS_NOTE)], label="Method")
+
+
+def appendix_section(s: Summary) -> Section:
+    """Appendix: study facts, software versions and the configuration, in short and in full."""
+    study = s.study
+    backbones, objectives, seeds, runs = _study_facts(s)
     facts = [f"Study: {s.name}",
              f"Created: {study.get('created') or '—'}",
              f"Backbones: {', '.join(backbones) or '—'}",
@@ -67,7 +113,7 @@ def study_section(s: Summary) -> Section:
              f"Made with rmtension {study.get('rmtension_version') or '—'}; report built with rmtension "
              f"{rmtension.__version__}, Python {platform.python_version()}, numpy {numpy.__version__}, "
              f"matplotlib {matplotlib.__version__}"]
-    blocks: list[Block] = [Bullets(facts), Paragraph(NUMBERS_NOTE)]
+    blocks: list[Block] = [Bullets(facts)]
     config = study.get("config")
     if isinstance(config, Mapping) and config:
         flat = _flatten(config)
@@ -76,7 +122,7 @@ def study_section(s: Summary) -> Section:
             short.append(f"… {len(flat) - 40} more settings in the full config below")
         blocks += [Heading("Configuration"), Bullets(short),
                    Code(_yaml(config), summary="Full resolved config", lang="yaml")]
-    return Section("study", s.name, blocks)
+    return Section("appendix", "Appendix: study and configuration", blocks, label="Appendix: study and configuration")
 
 
 def runs_section(s: Summary) -> Section:
@@ -87,12 +133,14 @@ def runs_section(s: Summary) -> Section:
 
 def accuracy_section(s: Summary) -> Section:
     title = "Accuracy by RM type (Figure 2, appendix tables)"
-    blocks_data = agg.accuracy_blocks(s["runs"])
+    blocks_data = agg.accuracy_blocks(s["runs"], s["pooled"])
     if not blocks_data:
         return _not_run("accuracy", title, "runs[].eval")
     blocks: list[Block] = [Paragraph(
-        "Each task's accuracy for the helpful, harmless and mixed RMs, mean ± std over seeds, with the "
-        "benchmark's helpfulness- and harmlessness-oriented group means. Tick labels are coloured by the "
+        "Each task's accuracy for the helpful, harmless and mixed RMs, mean over seeds with its 95% interval "
+        f"(error bars; {CHANCE_MARK} in the tables: the interval includes chance), with the benchmark's "
+        "helpfulness- and harmlessness-oriented group means. The dotted line is chance (50%); ▲ and ▼ mark what "
+        "a length-only rule scores on the task (longer wins, shorter wins). Tick labels are coloured by the "
         "task's group (blue: helpful, orange: harmless)."), Paragraph(_grouping_text(s))]
     for bb in agg.backbones_of(s["runs"]):
         mine = [b for b in blocks_data if b.backbone == bb]
@@ -102,6 +150,12 @@ def accuracy_section(s: Summary) -> Section:
         blocks.append(FigureBlock(f"fig2_accuracy_{slug(bb)}", f"Figure 2 — per-task accuracy by RM type, {bb}.",
                                   figs.accuracy_figure(mine), alt=f"accuracy bar chart for {bb}"))
         blocks += [TableBlock(tabs.accuracy_table(b)) for b in mine]
+    length = agg.length_rows(s["runs"], s["pooled"])
+    blocks.append(Heading("Length controls"))
+    if length:
+        blocks.append(TableBlock(tabs.length_table(length)))
+    else:
+        blocks.append(Paragraph("Length controls: not run (the evals of this study record no response lengths)."))
     return Section("accuracy", title, blocks)
 
 
@@ -167,6 +221,13 @@ def layers_section(s: Summary) -> Section:
     blocks += [TableBlock(tabs.neuron_thirds_table(layouts)), TableBlock(tabs.neuron_layers_table(layouts))]
     if any(isinstance(e.get("rmsd"), dict) for e in s["neurons"]):
         blocks.append(TableBlock(tabs.rmsd_table(s["neurons"], s["neurons_seed_mean"])))
+    if any(str(e["objective"]) == "backbone" for e in s["neurons"]):
+        blocks.append(Paragraph("Rows and bars of RM 'backbone' are the backbone baseline: the untrained backbone "
+                                "with a fresh head, scored like an RM on the same pairs."))
+    if s["neuron_length"]:
+        blocks.append(TableBlock(tabs.neuron_length_table(s["neuron_length"])))
+    else:
+        blocks.append(Paragraph("Neuron–length correlation: not run (summary.json has no `neuron_length`)."))
     return Section("layers", title, blocks)
 
 
@@ -186,6 +247,9 @@ def overlap_section(s: Summary) -> Section:
         blocks.append(FigureBlock(f"overlap_{slug(bb)}", f"Helpful-only, shared and harmless-only neurons, {bb}.",
                                   figs.overlap_figure(mine), alt=f"neuron overlap for {bb}"))
     blocks.append(TableBlock(tabs.overlap_table(rows)))
+    base = tabs.backbone_overlap_table(s["overlap"])
+    blocks.append(TableBlock(base) if base else Paragraph(
+        "Backbone baseline (each RM's set vs the untrained backbone's): not run in this summary."))
     return Section("overlap", title, blocks)
 
 
@@ -204,6 +268,12 @@ def ablation_section(s: Summary) -> Section:
                             ("random", "random neurons")):
             t = made[kind]
             blocks.append(TableBlock(t) if t else Paragraph(f"Ablation of {label}: not run in this study."))
+    blocks.append(Heading("Each set against its size-matched random set"))
+    if s["ablation_stats"]:
+        blocks.append(TableBlock(tabs.ablation_stats_table(s["ablation_stats"])))
+    else:
+        blocks.append(Paragraph("Paired set-vs-random statistics (with Holm's correction): not run in this summary "
+                                "(no `ablation_stats`); the tables above show mean ± std over seeds only."))
     return Section("ablation", title, blocks)
 
 
@@ -240,10 +310,11 @@ def ablation_scores_section(s: Summary) -> Section:
 
 
 BUILDERS: Sequence[Callable[[Summary], Section]] = (
-    study_section, runs_section, accuracy_section, retention_section, margins_section, layers_section,
-    overlap_section, ablation_section, curves_section, ablation_scores_section)
+    findings_section, method_section, runs_section, accuracy_section, retention_section, margins_section,
+    layers_section, overlap_section, ablation_section, curves_section, ablation_scores_section, appendix_section)
 
 
 def build_document(s: Summary) -> Document:
-    """The whole report for ``s``, sections in the paper's order."""
+    """The whole report for ``s``: findings first, then the method, the results in the paper's order,
+    and the configuration in an appendix."""
     return Document(f"rmtension report — {s.name}", [b(s) for b in BUILDERS])

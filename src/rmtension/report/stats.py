@@ -13,9 +13,10 @@ as in :func:`rmtension.evaluation.aggregate.mean_std`; it is undefined (shown as
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Iterable
 
-from rmtension.evaluation.aggregate import MeanStd, mean_std
+from rmtension.evaluation.aggregate import mean_std
 
 DASH = "—"
 
@@ -35,14 +36,69 @@ def present(value: Any) -> bool:
     return math.isfinite(as_float(value))
 
 
-# The package's one mean ± std type and NaN rule (holes skipped, ``n`` counts present values), so
-# that `rmtension compare`, summary.json and these tables agree about the same seeds.
-Stat = MeanStd
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample std of one number over seeds; ``n`` = seeds that had the number.
+
+    The frozen, display-side form of :class:`rmtension.evaluation.aggregate.MeanStd`: :func:`stat`
+    computes it with :func:`~rmtension.evaluation.aggregate.mean_std`, so the package has one rule for
+    missing values (skipped, ``n`` counts the present ones) and `compare`, summary.json and these
+    tables agree about the same seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def missing(self) -> bool:
+        return self.n == 0 or not math.isfinite(self.mean)
+
+
+CHANCE = 0.5
+CHANCE_MARK = "†"
+
+
+@dataclass(frozen=True)
+class StatCI(Stat):
+    """A :class:`Stat` of an accuracy with its 95% interval (``low``/``high``; NaN: none available).
+
+    The interval is the eval's bootstrap over items for one seed, or the two-way (items × seeds)
+    interval of :mod:`rmtension.analysis.pooled` for several; an accuracy whose interval includes
+    :data:`CHANCE` is marked :data:`CHANCE_MARK` where it is printed.
+    """
+
+    low: float = math.nan
+    high: float = math.nan
+    chance: float = CHANCE   # the task's chance level; NaN where it is not 50% (best-of-N) and no mark is made
+
+    @property
+    def has_ci(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    @property
+    def at_chance(self) -> bool:
+        """Whether the interval includes the chance level (False without an interval or a chance level)."""
+        return self.has_ci and math.isfinite(self.chance) and self.low <= self.chance <= self.high
+
+
+def with_ci(s: Stat, ci: Any, chance: float = CHANCE) -> Stat:
+    """``s`` with the interval ``ci`` (``{"low", "high"}`` or ``[low, high]``) when it has finite bounds;
+    ``chance``: the task's chance level (NaN: unknown, never marked)."""
+    if isinstance(ci, dict):
+        lo, hi = as_float(ci.get("low")), as_float(ci.get("high"))
+    elif isinstance(ci, (list, tuple)) and len(ci) == 2:
+        lo, hi = as_float(ci[0]), as_float(ci[1])
+    else:
+        return s
+    if not (math.isfinite(lo) and math.isfinite(hi)) or s.missing:
+        return s
+    return StatCI(s.mean, s.std, s.n, lo, hi, chance)
 
 
 def stat(values: Iterable[Any]) -> Stat:
-    """:class:`Stat` of the present values among ``values`` (``None``/NaN are skipped)."""
-    return mean_std(values)
+    """:class:`Stat` of the present values among ``values`` (``None``/NaN are skipped; the rule of ``mean_std``)."""
+    ms = mean_std(values)
+    return Stat(ms.mean, ms.std, ms.n)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -99,8 +155,16 @@ def fmt_stat(s: Stat, kind: str, full_n: int | None = None) -> str:
     return text
 
 
+def fmt_interval(low: float, high: float, kind: str) -> str:
+    """``[low, high]`` on the scale of ``kind`` (percentages for pct, signed points for delta)."""
+    return f"[{fmt_value(low, kind)}, {fmt_value(high, kind)}]"
+
+
 def fmt_cell(value: Any, kind: str, full_n: int | None = None) -> str:
-    """Any table cell: a :class:`Stat` or a single value."""
+    """Any table cell: a :class:`Stat` (with its interval and chance mark when it has one) or a single value."""
+    if isinstance(value, StatCI) and value.has_ci and not value.missing:
+        text = f"{fmt_stat(value, kind, full_n)} {fmt_interval(value.low, value.high, kind)}"
+        return text + f" {CHANCE_MARK}" if value.at_chance and kind == "pct" else text
     if isinstance(value, Stat):
         return fmt_stat(value, kind, full_n)
     return fmt_value(value, kind)

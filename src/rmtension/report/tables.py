@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from rmtension.analysis.findings import Finding
 from rmtension.report.aggregate import (AblationGrid, AblationKey, AccuracyBlock, CalibrationRow, CurvePanel,
-                                        NeuronLayout, OverlapRow, RetentionRow)
+                                        LengthRow, NeuronLayout, OverlapRow, RetentionRow)
 from rmtension.report.load import Entry
 from rmtension.report.model import Column, Table
-from rmtension.report.stats import fmt_k, stat
+from rmtension.report.stats import CHANCE_MARK, Stat, fmt_k, stat, with_ci
 from rmtension.report.style import OBJECTIVES, THIRDS, ordered, seed_sort_key, slug
 
 
@@ -42,9 +43,61 @@ def accuracy_table(block: AccuracyBlock) -> Table:
     seeds = ", ".join(f"{o} {n}" for o, n in block.seeds.items())
     return Table(f"accuracy_{slug(block.backbone)}_{slug(block.bench)}",
                  f"Accuracy on {block.bench} — {block.backbone}", cols, rows,
-                 note=f"Mean ± std over seeds (seeds trained: {seeds}). Group means are the benchmark's "
-                      "helpfulness- and harmlessness-oriented subset means, over the subsets the study's "
-                      "grouping counts (a subset marked 'not in group mean' is left out).")
+                 note=f"Mean ± std over seeds (seeds trained: {seeds}), then the 95% interval in brackets: "
+                      "the two-way (items × seeds) bootstrap interval for several seeds, the eval's items "
+                      f"bootstrap for one; no brackets where neither is recorded. {CHANCE_MARK}: the interval "
+                      "includes 50% (chance; an accuracy indistinguishable from a coin flip at this n). Group "
+                      "means are the benchmark's helpfulness- and harmlessness-oriented subset means, over the "
+                      "subsets the study's grouping counts (a subset marked 'not in group mean' is left out).")
+
+
+def length_table(rows: Sequence[LengthRow]) -> Table:
+    """Length controls per RM type × task: what a length-only rule scores on the same items, the
+    accuracy on length-matched pairs and how strongly the RM's margins follow length."""
+    cols = [Column("Backbone"), Column("Benchmark"), Column("Task"), Column("Group"), Column("RM"),
+            Column("Accuracy (%)", "pct"), Column("Longer wins (%)", "pct"), Column("Shorter wins (%)", "pct"),
+            Column("Length-matched (%)", "pct"), Column("Matched pairs", "count"),
+            Column("Margin–length ρ", "num")]
+    body = [[r.backbone, r.bench, r.task, r.group, r.objective, r.accuracy, _mean_only(r.longer),
+             _mean_only(r.shorter), r.matched, _mean_only(r.matched_n), r.spearman] for r in rows]
+    return Table("length_controls", "Length controls: accuracy beside what response length alone explains", cols,
+                 body, note="Longer / shorter wins: the subset's own metric applied to response length (ties ½), "
+                 "i.e. an RM that scores by length only; an accuracy near one of them may be length. Length-matched: "
+                 "accuracy on the chosen × rejected pairs whose lengths differ by ≤ 10% of the longer (pairs counted "
+                 "in 'Matched pairs'; per seed, mean over seeds; with its two-way interval where the summary has "
+                 "pooled intervals). ρ: Spearman correlation of the reward margin with the length difference "
+                 "(> 0: the RM prefers the longer response), mean over seeds. Group rows average their subsets. "
+                 f"{CHANCE_MARK}: interval includes 50%.")
+
+
+def _mean_only(s: Stat) -> float:
+    """A number that is the same for every seed (a property of the items): shown without ± or n."""
+    return s.mean
+
+
+def findings_table(found: Sequence[Finding]) -> Table:
+    """Every comparison behind the findings: estimate, interval, n and its own verdict."""
+    cols = [Column("Finding"), Column("Comparison"), Column("Estimate"), Column("95% interval"), Column("n", "count"),
+            Column("Verdict"), Column("Why")]
+    body = []
+    for f in found:
+        for e in f.evidence:
+            body.append([f"({f.key})", e.label, _fmt_evidence(e.estimate, e.kind),
+                         "—" if e.low is None or e.high is None else
+                         f"[{_fmt_evidence(e.low, e.kind)}, {_fmt_evidence(e.high, e.kind)}]",
+                         e.n, e.verdict, e.note])
+    return Table("findings_evidence", "The comparisons behind each finding", cols, body,
+                 note="(a), (b): paired RM − RM differences of a benchmark's group mean in percentage points "
+                      "(two-way items × seeds bootstrap), checked on length-matched pairs; (c), (d): ablated set − "
+                      "size-matched random set, change in accuracy in percentage points (paired; Holm within each "
+                      "ablation table); (e): share of the selected neurons in the late third of the layers, mean "
+                      "over seeds with a t interval, n = seeds. Rules: rmtension.analysis.findings.")
+
+
+def _fmt_evidence(x: float | None, kind: str) -> str:
+    if x is None:
+        return "—"
+    return (f"{100 * x:.1f}%" if kind == "share" else f"{100 * x:+.1f} pp").replace("-", "−")
 
 
 RETENTION_UNIT_NOTES = {
@@ -228,3 +281,74 @@ def curves_table(panels: Sequence[CurvePanel]) -> Table:
             for k, s in zip(c.ks, c.scores):
                 body.append([p.backbone, p.rm_objective, p.bench, p.group, c.method, fmt_k(k), s])
     return Table("ablation_curves", "Ablation curves over k", cols, body, inline=False)
+
+
+# --------------------------------------------------------------------------- controls (issue 11)
+
+def ablation_stats_table(entries: Sequence[Entry]) -> Table:
+    """Own / shared / one-sided sets vs their size-matched random sets, paired, Holm-corrected per table."""
+    cols = [Column("Backbone"), Column("RM"), Column("Set"), Column("Method"), Column("k (%)"), Column("Task"),
+            Column("Group"), Column("Items", "count"), Column("Seeds"), Column("Δ set (pp)", "delta"),
+            Column("Δ random (pp)", "delta"), Column("Set − random (pp)", "delta"), Column("95% interval"),
+            Column("p", "num"), Column("p (Holm)", "num"), Column("Survives")]
+    body = []
+    for e in entries:
+        ci = e.get("ci95") if isinstance(e.get("ci95"), Mapping) else {}
+        lo, hi = ci.get("low"), ci.get("high")
+        interval = "—" if lo is None or hi is None else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]".replace("-", "−")
+        seeds = e.get("seeds")
+        body.append([e.get("backbone"), e.get("rm_objective"), e.get("set"), e.get("method"), fmt_k(e.get("k")),
+                     e.get("task"), e.get("group"), e.get("n_items"),
+                     ", ".join(map(str, seeds)) if isinstance(seeds, list) else "—", e.get("set_delta"),
+                     e.get("random_delta"), e.get("diff"), interval, e.get("p"), e.get("p_holm"),
+                     "yes" if e.get("survives") else "no"])
+    tests = sorted({str(e.get("test")) for e in entries if e.get("test")})
+    return Table("ablation_stats", "Ablated set vs size-matched random set, paired over items, all seeds", cols, body,
+                 note="Δ = ablated − unablated accuracy, mean over seeds; set − random < 0: the set hurts more than "
+                      "random neurons of the same size. Interval: paired bootstrap over items within seeds. "
+                      "Holm's correction runs over the tasks of one backbone × RM × set; 'Survives': p (Holm) < 0.05. "
+                      + (f"Test: {'; '.join(tests)}." if tests else ""))
+
+
+def backbone_overlap_table(entries: Sequence[Entry]) -> Table | None:
+    """Each RM's neuron set vs the untrained backbone's (overlap[].backbone_baseline); None when absent."""
+    cells: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
+    for e in entries:
+        base = e.get("backbone_baseline")
+        if not isinstance(base, Mapping):
+            continue
+        for o, v in base.items():
+            if isinstance(v, Mapping):
+                cells.setdefault((str(e["backbone"]), str(e["method"]), fmt_k(e.get("k")), str(o)), []).append(v)
+    if not cells:
+        return None
+    cols = [Column("Backbone"), Column("Method"), Column("k (%)"), Column("RM"), Column("RM set", "count"),
+            Column("Backbone set", "count"), Column("Shared", "count"), Column("Jaccard with backbone", "num")]
+    rank = {o: i for i, o in enumerate(OBJECTIVES)}
+    body = [[bb, m, k, o, stat(v.get("a") for v in vs), stat(v.get("b") for v in vs), stat(v.get("shared") for v in vs),
+             stat(v.get("jaccard") for v in vs)]
+            for (bb, m, k, o), vs in sorted(cells.items(), key=lambda kv: (kv[0][:3], rank.get(kv[0][3], 9)))]
+    return Table("overlap_backbone", "Each RM's neurons vs the untrained backbone's (backbone baseline)", cols, body,
+                 note="The backbone baseline scores the untrained backbone (fresh head) like an RM on the same pairs. "
+                      "A Jaccard near the helpful–harmless Jaccard means the selection mostly reflects the backbone, "
+                      "not the objective. Mean ± std over seeds.")
+
+
+def neuron_length_table(entries: Sequence[Entry]) -> Table:
+    """How strongly each selected set's mean activation per text tracks the text's length."""
+    cols = [Column("Backbone"), Column("RM"), Column("Method"), Column("Site"), Column("k (%)"), Column("Seeds", "count"),
+            Column("Texts", "count"), Column("Spearman ρ", "num")]
+    keys = list(dict.fromkeys((str(e["backbone"]), str(e["objective"]), str(e.get("method")), str(e.get("site")),
+                               fmt_k(e.get("k"))) for e in entries))
+    body = []
+    for key in keys:
+        es = [e for e in entries if (str(e["backbone"]), str(e["objective"]), str(e.get("method")), str(e.get("site")),
+                                     fmt_k(e.get("k"))) == key]
+        rhos = [e.get("spearman") if isinstance(e.get("spearman"), Mapping) else {} for e in es]
+        rho = stat(r.get("value") for r in rhos)
+        if len(rhos) == 1:
+            rho = with_ci(rho, rhos[0].get("ci95"))
+        body.append([*key, len(es), stat(e.get("n_texts") for e in es), rho])
+    return Table("neuron_length", "Does a neuron set's mean activation track text length?", cols, body,
+                 note="Spearman ρ over texts of the set's mean activation per text with the text's length; mean ± std "
+                      "over seeds (one seed: its bootstrap interval). |ρ| near 1: the set may be a length detector.")

@@ -151,6 +151,7 @@ def summarise(plan: "Plan") -> dict[str, Any]:
                                    "mixed_retention_of_single": mr.get("retention_of_single") if mr else None,
                                    "mixed_retention_detail": mr})
     out["neurons_seed_mean"], out["overlap_seed_mean"] = seed_mean_neurons(plan)
+    out["pooled"], out["contrasts"] = pooled_intervals(out["runs"])
     for (b, s), st in plan.compare.items():
         if not st.done():
             continue
@@ -170,6 +171,17 @@ def summarise(plan: "Plan") -> dict[str, Any]:
         if st.done():
             out["curves"].extend(_curve_rows(st, b, s, o, ab.curves.methods, ab.curves.k))
     return out
+
+
+def pooled_intervals(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``pooled`` and ``contrasts`` (docs/STUDY_FORMAT.md): accuracies and RM-vs-RM differences with
+    intervals over items and seeds together, from each run's items.jsonl
+    (:func:`rmtension.analysis.pooled.pooled_entries`). Runs whose items file is gone are left out."""
+    from rmtension.analysis.pooled import pooled_entries, read_items
+
+    items = {r["items_file"]: read_items(r["items_file"]) for r in runs
+             if r.get("items_file") and Path(r["items_file"]).is_file()}
+    return pooled_entries(runs, items)
 
 
 def _rmsd_of(stats_file: Path) -> dict[str, Any] | None:
