@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rmtension.analysis",),
     ("rmtension.report",),
     ("rmtension.study",),
+    ("rmtension.api",),  # the Python API: one function per stage, over everything below
     ("rmtension.cli",),
     ("rmtension.__main__",),
 ]

@@ -84,6 +84,12 @@ class Ablation:
     def count(self) -> int:
         return len(self.neurons)
 
+    def __repr__(self) -> str:
+        """What is ablated, never the mask or the mean values."""
+        factor = f", factor={self.factor}" if self.factor is not None else ""
+        return (f"Ablation(name={self.name!r}, {self.count} neurons in {len(self.layers)} layers, mode={self.mode!r}"
+                f"{factor}, site={self.site!r})")
+
     @property
     def layers(self) -> list[int]:
         """Layers that hold at least one ablated neuron (the only ones that get a hook)."""

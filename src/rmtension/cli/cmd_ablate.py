@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rmtension.cli.cmd_eval import add_ablation_mode_options, add_rm_and_bench_options, load_benches, rm_record, scorer_config
+from rmtension.cli.cmd_eval import (add_ablation_mode_options, add_rm_and_bench_options, load_benches, rm_record,
+                                    scorer_config, scoring_choice)
 from rmtension import names as N, validate as V
 from rmtension.cli.common import add_hidden_alias, add_json, check_out_dir, print_json
 
@@ -81,7 +82,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     named = _named_sets(args)  # set files fail before any model or benchmark is loaded
     benches = load_benches(args)
     model, tokenizer, info = load_reward_model(args.rm)
-    template = args.template or info.get("template", "hh")
+    template = scoring_choice(args, info, tokenizer)
     ms = model_sites(model)
     ablations = [prepare(ms, s, args.mode, factor=args.factor, means=args.means, means_pool=args.means_pool, name=n)
                  for n, s in named]

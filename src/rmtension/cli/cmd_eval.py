@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def add_scorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=V.positive_int, default=16, help="texts per forward pass (default 16)")
     p.add_argument("--max-length", type=V.positive_int, default=None,
-                   help="longest input in tokens; longer texts are cut from the left (default: the model's limit)")
+                   help="longest input in tokens; longer texts are cut from the left (default: the RM's training "
+                   "max length from its rmtension.json, else the model's limit)")
     p.add_argument("--dtype", choices=N.DTYPES, default="float32",
                    help="float32, or bf16/fp16 autocast (default float32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -68,7 +69,8 @@ def add_rm_and_bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-items", type=V.positive_int, default=None, metavar="N",
                    help="at most N items per subset (a seeded, stable sample)")
     p.add_argument("--sample-seed", type=V.seed, default=0)
-    p.add_argument("--template", default=None, help="override the RM's text template (default: its record's)")
+    p.add_argument("--template", default=None, help="override the RM's text template: hh or chat (the tokenizer's "
+                   "chat template); default: the one in its rmtension.json, hh for an RM without one")
     p.add_argument("--groups", default=None, metavar="FILE", help="JSON/YAML {subset: helpful|harmless} overrides")
     p.add_argument("--grouping", choices=tuple(GROUPINGS), default=DEFAULT_GROUPING,
                    help="which subsets enter the helpful/harmless group means: paper (default: the paper's task "
@@ -118,8 +120,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ablate these neurons (a neuron-set file from `rmtension neurons select`) during scoring; "
                    "--mode says how (zero by default)")
     add_ablation_mode_options(p)
+    p.add_argument("--format", action="append", default=None, choices=("rewardbench",),
+                   help="also write results in a community format beside results.json: rewardbench "
+                   "(OUT/rewardbench.json, the file RewardBench's leaderboard tooling reads); repeatable")
     add_json(p)
     p.set_defaults(func=run_eval)
+
+
+def scoring_choice(args: argparse.Namespace, info: dict, tokenizer: Any) -> str:
+    """The template to score --rm with; sets args.max_length to the RM's training max length when not
+    given. Says on stderr what was chosen when it was not given (see models.portable.scoring_defaults)."""
+    import sys
+
+    from rmtension.models.portable import scoring_defaults
+
+    chosen = scoring_defaults(args.rm, info, tokenizer, args.template, args.max_length)
+    for note in chosen.notes:
+        print(f"note: {note}", file=sys.stderr)
+    args.max_length = chosen.max_length
+    return chosen.template
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -129,10 +148,14 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.ablate and (args.mode != "zero" or args.factor is not None or args.means is not None):
         raise RmtensionError("--mode, --factor and --means say how to ablate: give the neurons with --ablate FILE")
     check_out_dir(args.out)
+    if args.format:
+        from rmtension.evaluation.formats import check_formats
+
+        check_formats(args.format, args.bench)
     benches = load_benches(args)
     with quiet_model_loading():
         model, tokenizer, info = load_reward_model(args.rm)
-    template = args.template or info.get("template", "hh")
+    template = scoring_choice(args, info, tokenizer)
     ablation_ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     ablation_meta: Any = None
     if args.ablate:
@@ -146,6 +169,11 @@ def run_eval(args: argparse.Namespace) -> int:
     result.results["rm"] = rm_record(args, info, template)
     result.results["ablation"] = ablation_meta
     write_eval(args.out, result)
+    if args.format:
+        from rmtension.evaluation.formats import model_name, rewardbench_chat_template, write_formats
+
+        write_formats(args.out, args.format, result.results,
+                      {"model": model_name(args.rm), "chat_template": rewardbench_chat_template(tokenizer, template)})
     res = result.results
     if args.json:
         print_json({"out": args.out, "results": res})

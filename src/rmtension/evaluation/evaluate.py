@@ -76,6 +76,17 @@ class EvalResult:
     results: dict[str, Any]
     items: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def groups(self) -> dict[str, Any]:
+        """The helpful/harmless group means over all benchmarks (the task table's; None when absent)."""
+        return dict(self.results.get("groups") or {})
+
+    def __repr__(self) -> str:
+        """Benchmarks, item count and group means; the full numbers are in ``results``."""
+        groups = {k: (None if v is None or v != v else round(float(v), 3)) for k, v in self.groups.items()}
+        return (f"EvalResult(benchmarks={list((self.results.get('benchmarks') or {}))}, items={len(self.items)}, "
+                f"groups={groups})")
+
 
 def item_texts(item: BenchItem, tokenizer, template: str) -> list[str]:
     """The RM inputs of an item, chosen responses first."""

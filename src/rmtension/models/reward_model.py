@@ -32,6 +32,7 @@ from rmtension.errors import InputError, RmtensionError
 from rmtension.files import publish_replacing, temp_sibling
 from rmtension.models.backbones import NO_REMOTE_CODE, check_model_folder, resolve_backbone
 from rmtension.models.formatting import DEFAULT_TEMPLATE, TEMPLATES
+from rmtension.models.portable import resolve_backbone_path
 from rmtension.models.seeding import portable_normal
 
 RECORD_FILE = "rmtension.json"
@@ -215,6 +216,8 @@ def load_reward_model(path: str | Path, dtype: torch.dtype | str = torch.float32
     info.setdefault("template", DEFAULT_TEMPLATE)
     TEMPLATES.get(info["template"])  # an unknown template name fails here, not mid-evaluation
     info["path"] = str(folder.resolve())
+    if "backbone" in info:  # recorded relative to the folder when it was a local folder (models.portable)
+        info["backbone"] = resolve_backbone_path(info["backbone"], folder)
     check_model_folder(folder)  # no custom code, no pickles: before transformers reads anything
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **NO_REMOTE_CODE)
@@ -230,12 +233,23 @@ def load_reward_model(path: str | Path, dtype: torch.dtype | str = torch.float32
     return model, tokenizer, info
 
 
-def save_reward_model(model: Any, tokenizer: Any, out_dir: str | Path, record: dict) -> Path:
-    """Write model (safetensors), tokenizer and ``rmtension.json`` to ``out_dir``, atomically.
+def save_reward_model(model: Any, tokenizer: Any, out_dir: str | Path, record: dict,
+                      data_dir: str | Path | None = None) -> Path:
+    """Write model (safetensors), tokenizer, ``rmtension.json`` and a model card to ``out_dir``, atomically.
+
+    The folder is a portable artifact (:mod:`rmtension.models.portable`): its tokenizer's chat
+    template renders exactly the text the RM scores (checked here on a probe conversation), the
+    record holds no absolute path (data files relative to ``data_dir``, default the record's
+    ``config.data_dir`` or $RMTENSION_DATA_DIR, with their SHA-256), and ``README.md`` is generated
+    from the record (:mod:`rmtension.models.card`).
 
     An existing RM folder at ``out_dir`` is replaced as a whole (old and new are never mixed);
     a non-empty folder that is not a model folder is refused rather than deleted.
     """
+    from rmtension.data.sources import resolve_data_dir
+    from rmtension.models.card import CARD_FILE, model_card
+    from rmtension.models.portable import portable_chat_template, portable_record, render_matches
+
     out = Path(out_dir).expanduser()
     if out.exists():
         if not out.is_dir():
@@ -245,10 +259,25 @@ def save_reward_model(model: Any, tokenizer: Any, out_dir: str | Path, record: d
             raise RmtensionError(f"refusing to replace {out}: it is a non-empty folder that holds no model")
     full = dict(record)
     full.setdefault("template", DEFAULT_TEMPLATE)
+    TEMPLATES.get(full["template"])
+    config = full.get("config") if isinstance(full.get("config"), dict) else {}
+    full = portable_record(full, out, data_dir or resolve_data_dir(config.get("data_dir")))
     text = json.dumps(full, indent=2, sort_keys=True) + "\n"  # fails before any file is written
-    with temp_sibling(out) as tmp:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / RECORD_FILE).write_text(text, encoding="utf-8")
-        publish_replacing(tmp, out)
+    card = model_card(full)
+    shipped = portable_chat_template(tokenizer, full["template"])
+    original = getattr(tokenizer, "chat_template", None)
+    try:
+        if shipped is not None:
+            tokenizer.chat_template = shipped
+            if not render_matches(tokenizer, full["template"]):  # a bug here would mis-score in every other tool
+                raise RmtensionError(f"internal error: the chat template written for template {full['template']!r} "
+                                     "does not render the text rmtension scores")
+        with temp_sibling(out) as tmp:
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            (tmp / RECORD_FILE).write_text(text, encoding="utf-8")
+            (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+            publish_replacing(tmp, out)
+    finally:
+        tokenizer.chat_template = original  # the caller's tokenizer is left as it was
     return out

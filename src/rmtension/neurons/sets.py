@@ -103,6 +103,13 @@ class NeuronSet:
     def with_meta(self, **meta: Any) -> "NeuronSet":
         return NeuronSet(self.mask, {**self.meta, **meta})
 
+    def __repr__(self) -> str:
+        """Counts and the identifying metadata, never the mask (a SmolLM2 set is 46,080 booleans)."""
+        shown = {k: self.meta[k] for k in ("method", "site", "k", "selection", "objective") if self.meta.get(k) is not None}
+        extra = "".join(f", {k}={v!r}" for k, v in shown.items())
+        return (f"NeuronSet({len(self)} of {self.total} neurons in {self.layers} layers × "
+                f"{self.neurons_per_layer}{extra})")
+
 
 # ----------------------------------------------------------------------------- selection
 

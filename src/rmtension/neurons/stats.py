@@ -102,6 +102,13 @@ class NeuronStats:
     def groups(self) -> list[str]:
         return self.act.groups
 
+    def __repr__(self) -> str:
+        """Shape and provenance only (the moment arrays are layers × neurons each)."""
+        shown = {k: self.meta[k] for k in ("pairs", "rm", "data", "objective") if self.meta.get(k) is not None}
+        extra = "".join(f", {k}={v!r}" for k, v in shown.items())
+        return (f"NeuronStats(site={self.site!r}, {self.layers} layers × {self.neurons} neurons, groups={self.groups}, "
+                f"change={'yes' if self.diff is not None else 'no'}{extra})")
+
     @property
     def tokens(self) -> dict[str, int]:
         return {g: int(round(c)) for g, c in zip(self.groups, self.act.count)}

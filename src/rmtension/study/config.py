@@ -34,6 +34,9 @@ class TrainingSection:
     """TrainConfig fields set on top of the preset (max_pairs, lr, max_length, ...)."""
     data: dict[str, str] = field(default_factory=dict)
     """Training source per objective, e.g. {helpful: hh-rlhf:helpful-base}; default hh-rlhf:<objective>."""
+    report_to: str = "none"
+    """none | tensorboard: log each RM's training to TensorBoard (``steps/train/<run>/rm.tensorboard``).
+    Not part of the training step's key: logging does not change the RM."""
 
 
 @dataclass
@@ -50,6 +53,9 @@ class EvaluationSection:
     grouping: str = "paper"
     """Which subsets enter the helpful/harmless group means (rmtension.bench.groups): "paper" (the
     paper's task table) or "all" (every subset); used by evaluation, ablation and the report."""
+    formats: list[str] = field(default_factory=list)
+    """Community formats written beside each RM's results.json (rmtension.evaluation.formats):
+    rewardbench (rewardbench.json). Empty by default; the evaluation step's key changes only when set."""
 
 
 @dataclass
@@ -215,7 +221,7 @@ def validate(cfg: StudyConfig, base_dir: Path | None = None) -> StudyConfig:
         _check_choice(f"objectives[{i}]", o, OBJECTIVES)
     _check_choice("training.preset", cfg.training.preset, list(PRESETS))
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"backbone", "objective", "seed", "data_dir",
-                                                                         "train_data", "preset"}
+                                                                         "train_data", "preset", "report_to"}
     train_types = typing.get_type_hints(TrainConfig)
     for key, value in cfg.training.overrides.items():
         if key not in train_fields:
@@ -234,6 +240,16 @@ def validate(cfg: StudyConfig, base_dir: Path | None = None) -> StudyConfig:
     for i, m in enumerate(cfg.ablation.curves.methods):
         _check_choice(f"ablation.curves.methods[{i}]", m, cfg.neurons.methods)
     _check_choice("evaluation.dtype", cfg.evaluation.dtype, DTYPES)
+    from rmtension.evaluation.formats import FORMATS, check_formats
+    from rmtension.training.config import REPORT_TO
+
+    _check_choice("training.report_to", cfg.training.report_to, REPORT_TO)
+    for i, f in enumerate(cfg.evaluation.formats):
+        _check_choice(f"evaluation.formats[{i}]", f, FORMATS.names())
+    try:
+        check_formats(cfg.evaluation.formats, cfg.evaluation.benchmarks)
+    except RmtensionError as exc:
+        raise RmtensionError(f"evaluation.formats: {str(exc).replace('--format ', '')}") from None
     from rmtension.bench.groups import GROUPINGS
 
     _check_choice("evaluation.grouping", cfg.evaluation.grouping, tuple(GROUPINGS))

@@ -109,7 +109,8 @@ def _train_config(cfg: StudyConfig, backbone: str, objective: str, seed: int, da
     from rmtension.training.config import make_config
 
     overrides = dict(cfg.training.overrides)
-    overrides.update(backbone=backbone, objective=objective, seed=seed, data_dir=data_dir)
+    overrides.update(backbone=backbone, objective=objective, seed=seed, data_dir=data_dir,
+                     report_to=cfg.training.report_to)
     if objective in cfg.training.data:
         overrides["train_data"] = cfg.training.data[objective]
     return make_config(cfg.training.preset, **overrides)
@@ -153,6 +154,11 @@ def _do_eval(cfg: StudyConfig, train_step: Step, data_dir: str | None) -> Callab
                        grouping=cfg.evaluation.grouping)
         res.results["rm"] = {"path": str(_rm_dir(train_step)), **{k: info.get(k) for k in ("backbone", "objective", "seed", "template")}}
         write_eval(step.folder, res)
+        if cfg.evaluation.formats:
+            from rmtension.evaluation.formats import model_name, rewardbench_chat_template, write_formats
+
+            write_formats(step.folder, cfg.evaluation.formats, res.results,
+                          {"model": model_name(train_step.folder), "chat_template": rewardbench_chat_template(tok, info.get("template", "hh"))})
         return {b: e["groups"] for b, e in res.results["benchmarks"].items()}
     return action
 
@@ -333,13 +339,15 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 key = (b, o, s)
                 cell = cell_id(b, o, s)
                 tcfg = _train_config(cfg, b, o, s, dd)
-                tparams = {k: v for k, v in tcfg.to_dict().items() if k != "data_dir"}
+                tparams = {k: v for k, v in tcfg.to_dict().items() if k not in ("data_dir", "report_to")}
                 tr = plan.add(Step("train", f"{_safe(b)}/{o}-s{s}", tparams, _do_train(tcfg), cell=cell,
                                    keep_partial=True))
                 plan.train[key] = tr
                 ev_params = {"benchmarks": cfg.evaluation.benchmarks, "max_items": cfg.evaluation.max_items,
                              "batch_size": cfg.evaluation.batch_size, "max_length": cfg.evaluation.max_length,
                              "dtype": cfg.evaluation.dtype, "grouping": cfg.evaluation.grouping}
+                if cfg.evaluation.formats:  # only when asked: older eval steps keep their keys
+                    ev_params["formats"] = list(cfg.evaluation.formats)
                 if any(n.partition(":")[0] == "hh-heldout" for n in
                        [*cfg.evaluation.benchmarks, *(ab.benchmarks or []), *ab.curves.benchmarks]):
                     # hh-heldout is carved with the RM's own split since this marker was added (before:
@@ -467,6 +475,9 @@ def write_summary(plan: Plan) -> Path:
     from rmtension.files import jsonable
 
     write_json_atomic(path, jsonable(summary))
+    from rmtension.study.export import export_summary
+
+    export_summary(jsonable(summary), plan.root)  # summary.csv (+ .parquet): every run × task × metric
     return path
 
 

@@ -14,6 +14,7 @@ from rmtension.errors import RmtensionError
 
 OBJECTIVES = ("helpful", "harmless", "mixed")
 OVERLONG_POLICIES = ("drop", "truncate", "truncate-aligned")
+REPORT_TO = ("none", "tensorboard")
 
 
 @dataclass
@@ -82,6 +83,9 @@ class TrainConfig:
     keep_checkpoints: bool = False
     """Keep the checkpoints folder after a successful run."""
     logging_steps: int = 10
+    report_to: str = "none"
+    """none | tensorboard: also log the training loss/metrics to TensorBoard, in ``OUT.tensorboard``
+    beside the RM folder (needs the ``tensorboard`` package). Does not change the trained RM."""
     eval_batch_size: int = 16
     preset: str = "paper"
 
@@ -96,6 +100,8 @@ class TrainConfig:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)}, TRAIN_FIELDS)
         if self.objective not in OBJECTIVES:
             raise RmtensionError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.report_to not in REPORT_TO:
+            raise RmtensionError(f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
         if self.overlong not in OVERLONG_POLICIES:
             raise RmtensionError(f"overlong must be one of {', '.join(OVERLONG_POLICIES)}, got {self.overlong!r}")
         for name in ("max_length", "batch_size", "grad_accum", "save_steps", "eval_batch_size"):

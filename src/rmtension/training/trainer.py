@@ -36,6 +36,32 @@ RECORD = "rmtension.json"
 log = logging.getLogger(__name__)
 
 
+def tensorboard_dir(out_dir: Path) -> Path:
+    """TensorBoard event files (``report_to: tensorboard``) live beside the RM folder, like checkpoints,
+    so that the RM folder holds nothing but the model."""
+    return out_dir.with_name(out_dir.name + ".tensorboard")
+
+
+def report_callbacks(cfg: TrainConfig, out_dir: Path) -> list:
+    """The trainer callbacks ``cfg.report_to`` asks for; a one-line error when the logger is not installed.
+
+    TensorBoard gets its own callback (not ``RewardConfig(report_to=...)``) so that the event files go
+    to ``tensorboard_dir(out_dir)``: the trainer's default is inside the checkpoint folder, which is
+    deleted after a successful run.
+    """
+    if cfg.report_to == "none":
+        return []
+    from transformers.integrations import TensorBoardCallback
+    from transformers.integrations.integration_utils import is_tensorboard_available
+
+    if not is_tensorboard_available():
+        raise RmtensionError("report_to tensorboard needs the tensorboard package (pip install tensorboard); "
+                             "it is not installed")
+    callback = TensorBoardCallback()
+    callback.logging_dir = str(tensorboard_dir(out_dir))
+    return [callback]
+
+
 def checkpoint_dir(out_dir: Path) -> Path:
     """Checkpoints live beside the RM folder (``OUT.checkpoints``), not inside it, so that the RM
     folder is published atomically as a whole and holds nothing but the finished model."""
@@ -379,6 +405,7 @@ def _shared_prompt_choice(cfg: TrainConfig, model) -> tuple[bool, str | None]:
 def heldout_metrics(model, tokenizer, cfg: TrainConfig, prepared: PreparedData,
                     progress: bool = True) -> dict[str, Any]:
     """Accuracy and mean margin of the trained RM on the held-out pairs of its own objective."""
+    from rmtension.evaluation.aggregate import wilson_interval
     from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
     from rmtension.models.formatting import format_for_rm
 
@@ -391,9 +418,11 @@ def heldout_metrics(model, tokenizer, cfg: TrainConfig, prepared: PreparedData,
                                                          progress=progress))
     s = scorer.score(texts, desc="held-out")
     margins = s[0::2] - s[1::2]
+    iv = wilson_interval(int(np.sum(margins > 0)), len(pairs))
     return {
         "heldout_n": len(pairs),
         "heldout_accuracy": float(np.mean(margins > 0)),
+        "heldout_accuracy_ci95": {"low": iv.low, "high": iv.high, "method": "wilson"},
         "heldout_mean_margin": float(np.mean(margins)),
         "heldout_truncated": scorer.last_report.truncated,
     }
@@ -410,6 +439,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     """
     cfg.validate()
     out = check_out_dir(out_dir)
+    report_callbacks(cfg, out)  # a missing logger fails before any work
     check_out_dir(checkpoint_dir(out), "checkpoint folder")
     if (out / RECORD).is_file() and not resume:
         raise RmtensionError(f"{out} already holds a trained RM ({RECORD}); choose another --out or delete it")
@@ -453,7 +483,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True) -> 
     shared, fallback = _shared_prompt_choice(cfg, model)
     collator = SharedPromptCollator(tokenizer.pad_token_id, model.config.pad_token_id) if shared else None
     trainer = _reward_trainer_cls()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                    data_collator=collator, callbacks=[_log_at_checkpoints_callback()],
+                                    data_collator=collator,
+                                    callbacks=[_log_at_checkpoints_callback(), *report_callbacks(cfg, out)],
                                     length_grouped=cfg.length_grouped, shared_prompt=shared)
     trainer.train(resume_from_checkpoint=resume_from)
     train_time = time.time() - t0
