@@ -21,11 +21,13 @@ LAYERS: list[tuple[str, ...]] = [
     # base: no stage of the study; anything may use these
     ("rmtension", "rmtension.errors", "rmtension.lazy", "rmtension.registry", "rmtension.names", "rmtension.hub",
      "rmtension.files", "rmtension.validate"),
+    # pure statistics and tables (base imports only): intervals, mean ± std, length controls and the
+    # helpful/harmless group table, used by evaluation's results, the model card and the analyses alike
+    ("rmtension.evaluation.aggregate", "rmtension.analysis.length", "rmtension.bench.groups"),
     ("rmtension.data",),
     ("rmtension.models",),
     ("rmtension.bench",),
-    # analysis.length is a pure function module (errors only) that evaluation's results use
-    ("rmtension.evaluation", "rmtension.analysis.length"),
+    ("rmtension.evaluation",),
     ("rmtension.training",),
     ("rmtension.neurons",),
     ("rmtension.ablation",),
