@@ -353,7 +353,7 @@ def test_eval_ablate_and_ablate_sweep_end_to_end(capsys, tmp_path, saved_rm, dat
     assert not np.allclose(flat(tmp_path / "eval"), flat(plain))  # the set does change the scores
 
     rc, out, err = _run(capsys, "ablate", "--rm", saved_rm, "--bench", "hh-heldout", "--bench", "rm-bench:chat",
-                        "--sets", set_file, "--random-like", set_file, "--seeds", "0,1",
+                        "--sets", set_file, "--random-like", set_file, "--seeds", "0,1",  # the old spelling of --seed
                         "--out", tmp_path / "sweep", "--data-dir", data_dir, *COMMON)
     assert rc == 0, err
     sw = tmp_path / "sweep"
@@ -382,7 +382,7 @@ def test_ablate_curve_mode_and_mean_mode(capsys, tmp_path, saved_rm, data_dir):
                        "--data-dir", data_dir, "--max-pairs", "4", "--max-length", "48", "--out", scores)
     assert rc == 0, err
     rc, out, err = _run(capsys, "ablate", "--rm", saved_rm, "--bench", "hh-heldout", "--scores", scores,
-                        "--k", "0,10,30", "--methods", "magnitude,random", "--seeds", "5", "--mode", "mean",
+                        "--top-percent", "0,10,30", "--methods", "magnitude,random", "--seed", "5", "--mode", "mean",
                         "--means", scores, "--out", tmp_path / "curve", "--data-dir", data_dir, "--json", *COMMON)
     assert rc == 0, err
     info = json.loads(out)
@@ -420,7 +420,8 @@ def test_ablate_has_help(capsys):
         main(["ablate", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--sets", "--random-like", "--scores", "--k", "--mode", "--means", "--factor"):
+    for flag in ("--sets", "--random-like", "--scores", "--top-percent", "--match", "--seed", "--mode", "--means",
+                 "--factor"):
         assert flag in out
 
 

@@ -88,7 +88,7 @@ def test_the_walk_finds_the_options_the_issue_names():
     found = {(" ".join(p), opt) for p, opt, _ in NUMERIC}
     for cmd, opt in [("eval", "--max-items"), ("eval", "--max-length"), ("neurons score", "--max-pairs"),
                      ("train", "--epochs"), ("train", "--seed"), ("train", "--lr"), ("data show", "--heldout-fraction"),
-                     ("ablate", "--seeds"), ("ablate", "--k"), ("neurons select", "--top-percent"),
+                     ("ablate", "--seed"), ("ablate", "--top-percent"), ("neurons select", "--top-percent"),
                      ("compare", "--threshold")]:
         assert (cmd, opt) in found, (cmd, opt)
 
@@ -262,7 +262,8 @@ def test_run_with_the_config_inside_its_own_out_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "execute", lambda plan, cell, echo, **kw: {"ran": 0, "cached": 0})
     cfg = tmp_path / "config.yaml"
     cfg.write_text("backbones: [tiny-llama]\n")
-    assert _execute(None, str(tmp_path), "tiny-llama/helpful/0", report=False, config_text=cfg.read_bytes()) == 0
+    done = _execute(None, str(tmp_path), "tiny-llama/helpful/0", report=False, config_text=cfg.read_bytes())
+    assert (done["ran"], done["cached"], done["summary"]) == (0, 0, None)  # one cell: no summary yet
     assert cfg.read_text() == "backbones: [tiny-llama]\n"
     other = tmp_path / "elsewhere.yaml"  # a config beside it is still copied in
     other.write_text("backbones: [tiny-gpt2]\n")

@@ -27,7 +27,8 @@ from rmtension.models import (
     resolve_backbone,
     save_reward_model,
 )
-from rmtension.models import atomic, backbones, offline, tiny
+from rmtension import files as atomic
+from rmtension.models import backbones, offline, tiny
 
 TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma", "tiny-bert"]
 PROMPT = (Turn("user", "What is the capital of France?"),)

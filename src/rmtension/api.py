@@ -181,7 +181,7 @@ def evaluate(rm: "RewardModel | str | Path", benchmarks: str | Sequence[str], *,
         >>> res.results["benchmarks"]["llmbar"]["subsets"]["llmbar-natural"]["score"]       # doctest: +SKIP
     """
     from rmtension.bench.loaders import load_benchmark, rm_heldout_split, subsample
-    from rmtension.cli.common import check_out_dir
+    from rmtension.files import check_out_dir
     from rmtension.evaluation.evaluate import evaluate as evaluate_rm
     from rmtension.evaluation.evaluate import write_eval
     from rmtension.evaluation.formats import check_formats, model_name, rewardbench_chat_template, write_formats
@@ -330,8 +330,8 @@ class StudyResult:
 
 def run_study(config: str | Path | dict[str, Any], out: str | Path, *, data_dir: str | Path | None = None,
               report: bool | None = None, verbose: bool = True) -> StudyResult:
-    """Run (or resume) a whole study: a YAML config file or the same as a dict (docs/STUDY_FORMAT.md,
-    configs/). Finished steps are reused; ``summary.json``, ``summary.csv`` and the report are written
+    """Run (or resume) a whole study: a YAML config file, the name of a built-in one (``"tiny"``, ``"paper"``,
+    ...: ``rmtension.study.presets``) or the same as a dict (docs/STUDY_FORMAT.md, configs/). Finished steps are reused; ``summary.json``, ``summary.csv`` and the report are written
     to ``out``. ``report`` defaults to the config's ``report.enabled``.
 
     Example::
@@ -344,9 +344,9 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, *, data_dir:
     """
     import yaml
 
-    from rmtension.cli.common import check_out_dir
-    from rmtension.files import write_atomic
+    from rmtension.files import check_out_dir, write_atomic
     from rmtension.study.config import config_from_dict, load_study_config
+    from rmtension.study.presets import resolve_config
     from rmtension.study.lock import study_lock
     from rmtension.study.pipeline import build_plan, execute, write_summary
 
@@ -354,8 +354,9 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, *, data_dir:
         cfg = config_from_dict(config, source="config")
         text = yaml.safe_dump(config, sort_keys=False).encode()
     else:
-        cfg = load_study_config(config)
-        text = Path(config).read_bytes()
+        path = resolve_config(str(config))
+        cfg = load_study_config(path)
+        text = path.read_bytes()
     root = check_out_dir(out)
     plan = build_plan(cfg, root, None if data_dir is None else str(data_dir))
     build = cfg.report.enabled if report is None else report

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from rmtension.errors import RmtensionError
+from rmtension.names import ABLATION_MODES, SITES
 from rmtension.neurons.sets import NeuronSet, random_like
 from rmtension.neurons.setfile import load_set
 from rmtension.neurons.sites import ModelSites, check_site, hook_sites, model_sites
@@ -56,7 +57,7 @@ __all__ = ["MODES", "Ablation", "ablate", "ablation_from_file", "apply_ablation"
 log = logging.getLogger(__name__)
 
 Mode = Literal["zero", "mean", "scale"]
-MODES: tuple[str, ...] = ("zero", "mean", "scale")
+MODES: tuple[str, ...] = ABLATION_MODES
 DEFAULT_SITE = "act"
 _SET_META_KEYS = ("rm", "data", "backbone", "objective", "method", "pool", "site", "k", "selection", "seed", "op",
                   "disjoint", "scores_file", "file")
@@ -172,7 +173,7 @@ def _resolve_site(s: NeuronSet, site: str | None, name: str) -> str:
         return site
     if own is None:
         return DEFAULT_SITE
-    if own not in ("act", "down_in"):
+    if own not in SITES:
         raise RmtensionError(f"neuron set {name} has site {own!r} (a combination of sets from different sites); "
                              "ablation needs sets from one site (act or down_in)")
     return str(own)

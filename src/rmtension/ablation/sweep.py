@@ -36,9 +36,9 @@ from rmtension.ablation.ablate import Ablation, apply_ablation
 from rmtension.ablation.resume import LayerResume
 from rmtension.bench.types import Benchmark
 from rmtension.bench.groups import DEFAULT_GROUPING
-from rmtension.evaluation.evaluate import EvalResult, score_benchmarks, summarise_benchmarks
+from rmtension.evaluation.evaluate import BenchTexts, EvalResult, benchmark_texts, scoring_record, summarise_benchmarks
 from rmtension.evaluation.lengths import item_lengths
-from rmtension.evaluation.scorer import RewardScorer, ScoreReport, ScorerConfig
+from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
 from rmtension.neurons.sites import ModelSites, model_sites
 
 try:  # the scorer's own error for NaN/inf scores (an RmtensionError: one line on the command line)
@@ -165,29 +165,6 @@ def score_sweep(scorer: RewardScorer, texts: Sequence[str], ablations: Sequence[
 # ----------------------------------------------------------------------------- benchmarks
 
 
-class _FixedScores:
-    """Stands in for a scorer inside ``score_benchmarks``: records its texts, or returns given scores.
-
-    Reusing ``score_benchmarks`` (instead of re-deriving which texts an item has) keeps the texts
-    and their order exactly those of ``evaluate()``, whatever that function does now or later.
-    """
-
-    def __init__(self, tokenizer: Any, scores: np.ndarray | None = None, texts: list[str] | None = None):
-        self.tokenizer = tokenizer
-        self.scores = scores
-        self.texts = texts
-        self.seen: list[str] = []
-
-    def score(self, texts: Sequence[str], observers: Sequence[Any] = (), tags: Sequence[str] | None = None,
-              desc: str = "") -> np.ndarray:
-        if self.scores is None:
-            self.seen = list(texts)
-            return np.zeros(len(texts))
-        if self.texts is not None and list(texts) != self.texts:
-            raise RuntimeError("benchmark texts changed between planning and summarising a sweep")
-        return self.scores
-
-
 @dataclass
 class SetResult:
     """One ablated set's evaluation: the ``Ablation`` and an ``EvalResult`` (results.json + items)."""
@@ -205,18 +182,9 @@ class SweepResult:
     stats: SweepStats
 
 
-def _scoring(rep: ScoreReport, scorer: RewardScorer, seconds: float | None, shared: bool) -> dict[str, Any]:
-    return {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated, "tokens": rep.tokens,
-            "padded_tokens": rep.padded_tokens, "batches": rep.batches, "max_length": scorer.max_length,
-            "dtype": scorer.config.dtype, "seconds": seconds, "sweep": True, "shared_work": shared,
-            **rep.scoring_fields()}
-
-
-def _eval_result(benchmarks: Sequence[Benchmark], tokenizer: Any, template: str, texts: list[str],
-                 scores: np.ndarray, scoring: dict[str, Any], grouping: str = DEFAULT_GROUPING,
-                 lengths: list | None = None) -> EvalResult:
-    per_bench = score_benchmarks(_FixedScores(tokenizer, scores, texts), benchmarks, template)  # type: ignore[arg-type]
-    results, items = summarise_benchmarks(benchmarks, per_bench, grouping, lengths)
+def _eval_result(benchmarks: Sequence[Benchmark], bt: BenchTexts, scores: np.ndarray, scoring: dict[str, Any],
+                 grouping: str = DEFAULT_GROUPING, lengths: list | None = None) -> EvalResult:
+    results, items = summarise_benchmarks(benchmarks, bt.split(scores), grouping, lengths)
     results["scoring"] = dict(scoring)
     return EvalResult(results, items)
 
@@ -237,19 +205,15 @@ def sweep(model: Any, tokenizer: Any, benchmarks: Sequence[Benchmark], ablations
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"ablation names must be unique in a sweep; repeated: {', '.join(dup)}")
     scorer = RewardScorer(model, tokenizer, scorer_config)
-    collector = _FixedScores(tokenizer)
-    score_benchmarks(collector, benchmarks, template)  # type: ignore[arg-type]
-    texts = collector.seen
-    base, per_set, stats = score_sweep(scorer, texts, ablations, share=share)
-    rep = scorer.last_report
+    bt = benchmark_texts(benchmarks, tokenizer, template)
+    base, per_set, stats = score_sweep(scorer, bt.texts, ablations, share=share)
+    scoring = scoring_record(scorer, seconds=None, sweep=True, shared_work=share)
     lengths = [item_lengths(b.items, tokenizer, template, scorer.max_length) for b in benchmarks]
-    baseline = _eval_result(benchmarks, tokenizer, template, texts, base, _scoring(rep, scorer, None, share), grouping,
-                            lengths)
+    baseline = _eval_result(benchmarks, bt, base, scoring, grouping, lengths)
     baseline.results["ablation"] = None
     out: list[SetResult] = []
     for ab, scores in zip(ablations, per_set):
-        res = _eval_result(benchmarks, tokenizer, template, texts, scores, _scoring(rep, scorer, None, share), grouping,
-                           lengths)
+        res = _eval_result(benchmarks, bt, scores, scoring, grouping, lengths)
         res.results["ablation"] = ab.metadata()
         res.results["ablation"]["start_layer"] = stats.starts.get(ab.name)
         res.results["delta_vs_baseline"] = deltas(res, baseline)

@@ -25,7 +25,8 @@ import numpy as np
 
 from rmtension.analysis.retention import DEFAULT_THRESHOLD, correct_mask
 from rmtension.errors import RmtensionError
-from rmtension.evaluation.metrics import Scores, as_scores, jsonable
+from rmtension.evaluation.metrics import Scores, as_scores
+from rmtension.files import jsonable
 
 ItemScores = Mapping[str, tuple[Scores, Scores]]  # item id → (chosen scores, rejected scores)
 MARGIN_RULES = ("min-max", "mean")

@@ -41,7 +41,7 @@ from rmtension.bench.groups import DEFAULT_GROUPING, get_grouping
 from rmtension.bench.types import GROUPS
 from rmtension.errors import RmtensionError
 from rmtension.evaluation.aggregate import mean_std
-from rmtension.evaluation.metrics import jsonable
+from rmtension.files import jsonable
 
 SINGLES = ("helpful", "harmless")
 POOLS = (*GROUPS, "all")
@@ -273,7 +273,7 @@ def _nanmean(values: list[float]) -> float:
 
 
 def _num(value: Any) -> float:
-    """A JSON number back to float (null → NaN, so that mean_std shows the hole)."""
+    """A JSON number back to float (null → NaN: mean_std skips it, and its n shows the hole)."""
     return float("nan") if value is None else float(value)
 
 

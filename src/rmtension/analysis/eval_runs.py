@@ -9,11 +9,11 @@ RMs trained elsewhere have no such record, and their roles are given explicitly 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from rmtension.data.io import Located, iter_jsonl, read_json
 from rmtension.errors import InputError, RmtensionError
 
 OBJECTIVES = ("mixed", "helpful", "harmless")
@@ -52,40 +52,13 @@ class EvalRun:
         return f"{self.path} ({self.objective or '?'}, {self.backbone or '?'}, seed {self.seed})"
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from None
-    except RecursionError:
-        raise InputError(path, "not valid JSON: nested too deeply") from None
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    try:
-        fh = open(path, encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(path, f"cannot read: {exc}") from None
-    with fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"not valid JSON: {exc.msg}", line=lineno) from None
-            except RecursionError:
-                raise InputError(path, "not valid JSON: nested too deeply", line=lineno) from None
-            if not isinstance(row, dict):
-                raise InputError(path, "expected a JSON object", line=lineno)
-            missing = [k for k in ROW_FIELDS if k not in row]
-            if missing:
-                raise InputError(path, f"missing field {', '.join(map(repr, missing))}", line=lineno)
-            row["_line"] = lineno
-            rows.append(row)
+def _read_rows(path: Path) -> list[Located]:
+    """The rows of ``items.jsonl`` with their lines; a row lacking a field the comparison needs is an error."""
+    rows = list(iter_jsonl(path))
+    for loc in rows:
+        missing = [k for k in ROW_FIELDS if k not in loc.record]
+        if missing:
+            raise loc.error(f"missing field {', '.join(map(repr, missing))}")
     return rows
 
 
@@ -98,12 +71,13 @@ def load_eval_run(folder: str | Path) -> EvalRun:
     if not results_path.is_file() or not items_path.is_file():
         raise RmtensionError(f"{d} is not an eval output folder (needs results.json and items.jsonl from "
                              f"`rmtension eval --out {d}`)")
-    results = _read_json(results_path)
+    results = read_json(results_path)
     if not isinstance(results, dict) or not isinstance(results.get("benchmarks"), dict):
         raise InputError(results_path, "expected an object with a 'benchmarks' mapping (the `rmtension eval` format)")
     rm: dict[str, Any] = results["rm"] if isinstance(results.get("rm"), dict) else {}
     tasks: dict[str, TaskRows] = {}
-    for row in _read_rows(items_path):
+    for loc in _read_rows(items_path):
+        row = loc.record
         bench, subset, item = str(row["benchmark"]), str(row["subset"]), str(row["id"])
         key = task_key(bench, subset)
         if key not in tasks:
@@ -111,7 +85,7 @@ def load_eval_run(folder: str | Path) -> EvalRun:
             tasks[key] = TaskRows(bench, subset, entry.get("metric", row.get("metric")),
                                   entry.get("group", row.get("group")))
         if item in tasks[key].rows:
-            raise InputError(items_path, f"item {item!r} of task {key} occurs twice", line=row["_line"])
+            raise loc.error(f"item {item!r} of task {key} occurs twice")
         tasks[key].rows[item] = row
     objective = rm.get("objective")
     if objective is not None and objective not in OBJECTIVES:

@@ -51,7 +51,8 @@ import numpy as np
 
 from rmtension.bench.types import METRIC_RM_BENCH
 from rmtension.errors import RmtensionError
-from rmtension.evaluation.metrics import MetricInputError, as_scores, jsonable
+from rmtension.evaluation.metrics import MetricInputError, as_scores
+from rmtension.files import jsonable
 
 Correctness = Union[Mapping[str, Union[bool, float]], Sequence[Union[bool, float]], np.ndarray]
 

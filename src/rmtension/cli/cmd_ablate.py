@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rmtension.cli.cmd_eval import (add_ablation_mode_options, add_rm_and_bench_options, load_benches, rm_record,
                                     scorer_config, scoring_choice)
-from rmtension import validate as V
-from rmtension.cli.common import add_json, check_out_dir, print_json
+from rmtension import names as N, validate as V
+from rmtension.cli.common import add_hidden_alias, add_json, check_out_dir, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,16 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("neuron sets (at least one source)")
     g.add_argument("--sets", nargs="+", default=[], metavar="FILE", help="neuron-set files (`rmtension neurons select`)")
     g.add_argument("--random-like", action="append", default=[], metavar="FILE",
-                   help="add size-matched random sets like this set file, one per --seeds entry (repeatable)")
-    g.add_argument("--seeds", type=V.seed_list, default="0", help="seeds of the random sets, comma-separated (default 0)")
-    g.add_argument("--random-match", choices=("per-layer", "total"), default="per-layer",
+                   help="add size-matched random sets like this set file, one per --seed entry (repeatable)")
+    g.add_argument("--seed", dest="seeds", type=V.seed_list, default="0", metavar="SEEDS",
+                   help="seeds of the random sets, comma-separated (default 0)")
+    add_hidden_alias(g, "--seeds", "seeds", type=V.seed_list)
+    g.add_argument("--match", dest="random_match", choices=N.RANDOM_MATCH, default="per-layer",
                    help="random sets keep the count of every layer (default) or only the total")
+    add_hidden_alias(g, "--random-match", "random_match", choices=N.RANDOM_MATCH)
     g.add_argument("--scores", action="append", default=[], metavar="SCORES_FILE",
-                   help="curve mode: a score file from `rmtension neurons score`; one set per --k entry (repeatable)")
-    g.add_argument("--k", type=V.percent_list, default="0,5,10,20,30", help="curve mode: top-k%% values (default 0,5,10,20,30)")
+                   help="curve mode: a score file from `rmtension neurons score`; one set per --top-percent entry (repeatable)")
+    g.add_argument("--top-percent", dest="k", type=V.percent_list, default="0,5,10,20,30", metavar="K",
+                   help="curve mode: top-K%% values, comma-separated (default 0,5,10,20,30)")
+    add_hidden_alias(g, "--k", "k", type=V.percent_list)
     g.add_argument("--methods", default=None,
                    help="curve mode: score methods to select by, comma-separated (default: each file's own; "
-                   "random uses --seeds; change needs statistics recorded with the base model)")
+                   "random uses --seed; change needs statistics recorded with the base model)")
     g.add_argument("--per-layer", action="store_true", help="curve mode: top k%% of every layer instead of overall")
     a = add_ablation_mode_options(p)
     a.add_argument("--no-share", action="store_true",

@@ -6,7 +6,7 @@ import argparse
 
 from rmtension.bench.groups import load_group_overrides
 from rmtension.bench.loaders import BENCHMARKS, load_benchmark
-from rmtension.cli.common import add_data_dir, add_json, print_json
+from rmtension.cli.common import add_data_dir, add_json, emit, print_json
 
 
 def add_groups(p: argparse.ArgumentParser) -> None:
@@ -15,18 +15,24 @@ def add_groups(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="inspect benchmarks")
+    p = sub.add_parser("bench", help="inspect benchmarks",
+                       description="List the registered reward-model benchmarks and show what one holds: items per "
+                       "subset, each subset's metric and its helpful/harmless group.")
     bsub = p.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
     bsub.required = True
-    show = bsub.add_parser("show", help="summarise a benchmark: items per subset and their groups")
+    show = bsub.add_parser("show", help="summarise a benchmark: items per subset and their groups",
+                           description="Load a benchmark (from --data-dir, else the hub) and print its items per "
+                           "subset, each subset's group (helpful or harmless) and metric, and the loader's notes.")
     show.add_argument("benchmark", help=f"a registered name ({', '.join(BENCHMARKS.names())}), "
                       "optionally NAME:subset,subset, or a generic benchmark file")
     add_data_dir(show)
     add_json(show)
     add_groups(show)
     show.set_defaults(func=run_show)
-    ls = bsub.add_parser("list", help="list registered benchmark names")
-    ls.set_defaults(func=lambda a: print("\n".join(BENCHMARKS.names())))
+    ls = bsub.add_parser("list", help="list registered benchmark names",
+                         description="Print the names `--bench` and study configs accept, one a line.")
+    add_json(ls)
+    ls.set_defaults(func=lambda a: emit(a, BENCHMARKS.names(), "\n".join(BENCHMARKS.names())))
 
 
 def run_show(args: argparse.Namespace) -> int:

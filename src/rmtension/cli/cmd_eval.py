@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from rmtension.bench.groups import DEFAULT_GROUPING, GROUPINGS, load_group_overrides
 from rmtension.bench.loaders import BENCHMARKS, load_benchmark, rm_heldout_split, subsample
-from rmtension.cli.common import add_data_dir, check_out_dir
-from rmtension import validate as V
+from rmtension.cli.common import add_data_dir, add_json, add_progress, check_out_dir, print_json, show_progress
+from rmtension import names as N, validate as V
 from rmtension.errors import RmtensionError
-from rmtension.evaluation.scorer import ScorerConfig
+
+if TYPE_CHECKING:
+    from rmtension.evaluation.scorer import ScorerConfig
 
 
 def add_scorer_options(p: argparse.ArgumentParser) -> None:
@@ -20,10 +22,10 @@ def add_scorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=V.positive_int, default=None,
                    help="longest input in tokens; longer texts are cut from the left (default: the RM's training "
                    "max length from its rmtension.json, else the model's limit)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+    p.add_argument("--dtype", choices=N.DTYPES, default="float32",
                    help="float32, or bf16/fp16 autocast (default float32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(p)
     add_shared_prompt_option(p)
 
 
@@ -34,8 +36,10 @@ def add_shared_prompt_option(p: argparse.ArgumentParser) -> None:
 
 
 def scorer_config(args: argparse.Namespace) -> ScorerConfig:
+    from rmtension.evaluation.scorer import ScorerConfig  # torch: only when something is scored
+
     return ScorerConfig(batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
-                        device=args.device, progress=not args.no_progress,
+                        device=args.device, progress=show_progress(args),
                         shared_prompt=not getattr(args, "no_shared_prompt", False))
 
 
@@ -79,12 +83,12 @@ def add_rm_and_bench_options(p: argparse.ArgumentParser) -> None:
 def add_ablation_mode_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """How ablated neurons are changed (eval --ablate, ablate): the same four options for both."""
     a = p.add_argument_group("ablation")
-    a.add_argument("--mode", choices=("zero", "mean", "scale"), default="zero",
+    a.add_argument("--mode", choices=N.ABLATION_MODES, default="zero",
                    help="zero (default, the paper), mean (replace by the mean from --means) or scale (by --factor)")
     a.add_argument("--factor", type=V.finite_float, default=None, help="scale mode: multiply the activations by this")
     a.add_argument("--means", default=None, metavar="STATS_FILE",
                    help="mean mode: statistics file (`rmtension neurons score`) whose per-neuron means replace them")
-    a.add_argument("--means-pool", choices=("all", "chosen", "rejected"), default="all",
+    a.add_argument("--means-pool", choices=N.MEANS_POOLS, default="all",
                    help="mean mode: tokens the means are taken over (default all)")
     return a
 
@@ -119,6 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", action="append", default=None, choices=("rewardbench",),
                    help="also write results in a community format beside results.json: rewardbench "
                    "(OUT/rewardbench.json, the file RewardBench's leaderboard tooling reads); repeatable")
+    add_json(p)
     p.set_defaults(func=run_eval)
 
 
@@ -170,6 +175,9 @@ def run_eval(args: argparse.Namespace) -> int:
         write_formats(args.out, args.format, result.results,
                       {"model": model_name(args.rm), "chat_template": rewardbench_chat_template(tokenizer, template)})
     res = result.results
+    if args.json:
+        print_json({"out": args.out, "results": res})
+        return 0
     print(f"group means under grouping {res['grouping']!r}")
     for name, entry in res["benchmarks"].items():
         print(f"{name}: {entry['aggregate']['items']} items; group means: {_groups_text(entry)}")

@@ -12,12 +12,10 @@ import argparse
 from typing import Any
 
 from rmtension.cli.cmd_eval import add_shared_prompt_option
-from rmtension.cli.common import add_data_dir, add_json, check_out_file, print_json
-from rmtension import validate as V
+from rmtension.cli.common import add_data_dir, add_json, add_progress, check_out_file, print_json, show_progress
+from rmtension import names as N, validate as V
 
-METHODS = ("magnitude", "mean-abs", "rms", "prob", "change", "random")
-POOLS = ("group-mean", "all", "chosen", "rejected")  # = rmtension.neurons.scores.POOLS
-OPS = ("shared", "a-only", "b-only", "union")
+METHODS, POOLS, OPS = N.SCORE_METHODS, N.SCORE_POOLS, N.SET_OPS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +52,7 @@ def _add_score(nsub) -> None:
     s.add_argument("--method", default="magnitude", choices=METHODS,
                    help="score method (default: magnitude, the paper's signed mean); change also runs the "
                    "untrained base model")
-    s.add_argument("--site", default="act", choices=("act", "down_in"),
+    s.add_argument("--site", default="act", choices=N.SITES,
                    help="act = activation-function output (the paper); down_in = input of the down projection "
                    "(act(gate)*up for gated MLPs; the same as act for GPT-2/BERT)")
     s.add_argument("--pool", default="group-mean", choices=POOLS,
@@ -66,7 +64,7 @@ def _add_score(nsub) -> None:
                    "(its rmtension.json; default: all pairs)")
     s.add_argument("--batch-size", type=V.positive_int, default=16, help="texts per forward pass (default 16)")
     s.add_argument("--max-length", type=V.positive_int, help="cut longer texts from the left (default: the model's limit)")
-    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    s.add_argument("--dtype", default="float32", choices=N.DTYPES)
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     s.add_argument("--seed", type=V.seed, default=0, help="seed of the random method")
     s.add_argument("--with-change", action="store_true",
@@ -77,7 +75,7 @@ def _add_score(nsub) -> None:
                    "the RM, on the same pairs with the same template: the baseline an RM's set is compared with "
                    "(`neurons compare --backbone`); not with --method change")
     s.add_argument("--chunk-pairs", type=V.positive_int, default=512, help="pairs per scorer call (bounds pending memory)")
-    s.add_argument("--progress", action="store_true", help="show progress bars")
+    add_progress(s)
     add_shared_prompt_option(s)
     s.add_argument("--out", required=True, help="score file to write (.npz)")
     _add_force(s)
@@ -94,7 +92,7 @@ def run_score(args: argparse.Namespace) -> int:
                        data_dir=args.data_dir, max_pairs=args.max_pairs, split=args.split, batch_size=args.batch_size,
                        max_length=args.max_length, dtype=args.dtype, device=args.device, seed=args.seed,
                        with_change=args.with_change, base=args.base, chunk_pairs=args.chunk_pairs,
-                       progress=args.progress, shared_prompt=not args.no_shared_prompt,
+                       progress=show_progress(args), shared_prompt=not args.no_shared_prompt,
                        backbone_baseline=args.backbone_baseline, head_seed=args.seed)
     stats, scores = score_rm(req)
     stats.meta.update(_created("neurons score"))
@@ -268,7 +266,7 @@ def _add_random_like(nsub) -> None:
                         "(default) or the same total, from a seeded generator.")
     s.add_argument("like", help="neuron-set file whose size to match")
     s.add_argument("--seed", type=V.seed, required=True)
-    s.add_argument("--match", choices=("per-layer", "total"), default="per-layer")
+    s.add_argument("--match", choices=N.RANDOM_MATCH, default="per-layer")
     s.add_argument("--disjoint", action="store_true", help="draw only among neurons not in the given set")
     s.add_argument("--out", required=True, help="neuron-set file to write")
     _add_force(s)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 
-from rmtension.cli.common import add_data_dir, check_out_dir
+from rmtension.cli.common import (add_data_dir, add_hidden_alias, add_json, add_progress, check_out_dir, emit,
+                                  library_output_to_stderr, print_json, show_progress)
 from rmtension import validate as V
 from rmtension.training.config import OBJECTIVES, OVERLONG_POLICIES, PRESETS, make_config, parse_assignments
 
@@ -29,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=V.seed, required=True)
     p.add_argument("--out", required=True, help="output RM folder")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="hyper-parameter preset (default: paper)")
-    p.add_argument("--train-data", help="preference source (default: hh-rlhf:<objective>)")
+    p.add_argument("--data", dest="train_data", metavar="SOURCE",
+                   help="preference source, a registered name or a file (default: hh-rlhf:<objective>)")
+    add_hidden_alias(p, "--train-data", "train_data")
     add_data_dir(p)
     p.add_argument("--max-pairs", type=V.positive_int, help="use at most N training pairs")
     p.add_argument("--max-length", type=V.positive_int, help="longest pair side in tokens")
@@ -45,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="set any TrainConfig field, e.g. --set bf16=false --set warmup_ratio=0.1")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT/checkpoints")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_progress(p)
+    add_json(p)
     p.set_defaults(func=run_train)
 
 
@@ -53,16 +58,22 @@ def run_train(args: argparse.Namespace) -> int:
     overrides.update(parse_assignments(args.set))
     cfg = make_config(args.preset, **overrides)
     if args.print_config:
-        print(json.dumps(cfg.to_dict(), indent=2))
+        print_json(cfg.to_dict())
         return 0
     check_out_dir(args.out)
     from rmtension.training.trainer import train
 
-    record = train(cfg, args.out, resume=args.resume)
-    if record:
-        m = record.get("metrics", {})
-        acc = m.get("heldout_accuracy")
-        summary = f"held-out accuracy {acc:.3f} on {m['heldout_n']} pairs" if acc is not None else "no held-out pairs"
-        print(f"trained {cfg.objective} RM from {cfg.backbone} (seed {cfg.seed}) → {args.out}: "
-              f"{record['pairs']['used']} pairs, {record['trainer']['global_steps']} steps, {summary}")
+    # HF Trainer's bar follows the one rule (only while stderr is a terminal); without it the Trainer prints
+    # its log dicts instead, which are progress too: stderr, never this command's result.
+    bars = show_progress(args) and sys.stderr.isatty()
+    with library_output_to_stderr():
+        record = train(cfg, args.out, resume=args.resume, progress=bars)
+    if not record:  # not the main process of `accelerate launch`: the main one prints the result
+        return 0
+    m = record.get("metrics", {})
+    acc = m.get("heldout_accuracy")
+    summary = f"held-out accuracy {acc:.3f} on {m.get('heldout_n', 0)} pairs" if acc is not None else "no held-out pairs"
+    emit(args, {"out": args.out, "record": record},
+         lambda: f"trained {cfg.objective} RM from {cfg.backbone} (seed {cfg.seed}) → {args.out}: "
+                 f"{record['pairs']['used']} pairs, {record['trainer']['global_steps']} steps, {summary}")
     return 0

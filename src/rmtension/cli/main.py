@@ -13,6 +13,7 @@ import threading
 import typing
 
 import rmtension
+from rmtension.cli.common import output_rules
 from rmtension.errors import RmtensionError, disk_error_message
 
 
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get("RMTENSION_DEBUG") == "1"
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        rc = args.func(args)
+        with output_rules(args):  # --json: stdout is the one JSON document; --quiet: stdout is empty
+            rc = args.func(args)
     except RmtensionError as exc:
         if debug:
             raise

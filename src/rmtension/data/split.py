@@ -65,3 +65,12 @@ def split_pairs(
     for pair in pairs:
         (heldout if heldout_bucket(pair.prompt, salt) < heldout_fraction else train).append(pair)
     return train, heldout
+
+
+def sample_pairs(pairs: list[PreferencePair], n: int | None, seed: int) -> list[PreferencePair]:
+    """At most ``n`` pairs, chosen by a seeded hash of their ids (stable under file re-ordering)."""
+    if n is None or n >= len(pairs):
+        return list(pairs)
+    ranked = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}\x00{p.id}".encode()).digest())
+    keep = {id(p) for p in ranked[:n]}
+    return [p for p in pairs if id(p) in keep]

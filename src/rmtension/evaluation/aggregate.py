@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from rmtension.errors import RmtensionError
-from rmtension.evaluation.metrics import jsonable
+from rmtension.files import jsonable
 
 # ----------------------------------------------------------------------------- RewardBench sections
 
@@ -168,16 +168,25 @@ def group_means(subset_scores: Mapping[str, float], groups: Mapping[str, str] | 
 
 @dataclass
 class MeanStd:
-    """Mean and sample standard deviation (ddof=1) of one number over seeds.
+    """Mean and sample standard deviation (ddof=1) of one number over seeds: the package's one mean ± std
+    type (``compare``, ``summary.json`` and the report's tables all use it, so they cannot disagree).
 
-    With a single seed the sample std is undefined and is NaN (not 0, which would claim a seed-free
-    result); :meth:`format` then prints ``0.613 (n=1)``. With no values both are NaN.
+    The NaN rule: a missing number (``None`` or NaN: a seed where a subset was empty or a step did not
+    run) is skipped, and ``n`` counts only the present values. The hole stays visible as a smaller
+    ``n`` (the report marks cells whose ``n`` is below their table's largest), while the seeds that
+    have the number still give a mean. ``values`` keeps every seed's value, holes included, in order.
+    With a single present value the sample std is undefined and is NaN (not 0, which would claim a
+    seed-free result); :meth:`format` then prints ``0.613 (n=1)``. With none, both are NaN.
     """
 
     mean: float
     std: float
     n: int
-    values: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list, compare=False)  # detail: equal stats compare equal
+
+    @property
+    def missing(self) -> bool:
+        return self.n == 0 or not math.isfinite(self.mean)
 
     def format(self, digits: int = 3, scale: float = 1.0) -> str:
         if self.n == 0 or math.isnan(self.mean):
@@ -191,19 +200,26 @@ class MeanStd:
         return jsonable({"mean": self.mean, "std": self.std, "n": self.n, "values": list(self.values)})
 
 
-def mean_std(values: Sequence[float], *, ddof: int = 1) -> MeanStd:
-    """Mean ± sample std (``ddof=1`` by default) of a number over seeds; see :class:`MeanStd`.
+def _as_number(value: Any) -> float:
+    """A seed's value as a float; None, booleans and anything that is not a number become NaN (a hole)."""
+    if value is None or isinstance(value, bool):
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
-    A NaN among the values propagates (a seed without the number is a hole the reader should see,
-    not silently drop); n counts all values.
-    """
-    arr = np.asarray(list(values), dtype=float)
+
+def mean_std(values: Iterable[Any], *, ddof: int = 1) -> MeanStd:
+    """Mean ± sample std (``ddof=1`` by default) of a number over seeds, skipping holes; see :class:`MeanStd`."""
+    every = [_as_number(v) for v in values]
+    arr = np.asarray([x for x in every if math.isfinite(x)], dtype=float)
     n = int(arr.size)
     if n == 0:
-        return MeanStd(float("nan"), float("nan"), 0, [])
+        return MeanStd(float("nan"), float("nan"), 0, every)
     mean = float(arr.mean())
     std = float(arr.std(ddof=ddof)) if n > ddof else float("nan")
-    return MeanStd(mean, std, n, arr.tolist())
+    return MeanStd(mean, std, n, every)
 
 
 def mean_std_by_key(runs: Sequence[Mapping[str, float]], *, ddof: int = 1) -> dict[str, MeanStd]:

@@ -18,7 +18,6 @@ accuracy), computed from the response lengths that items.jsonl carries (docs/STU
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +27,15 @@ import numpy as np
 
 from rmtension.analysis.length import length_controls, mean_controls
 from rmtension.bench.groups import DEFAULT_GROUPING, Grouping, get_grouping
+from rmtension.data.io import read_json, read_jsonl
 from rmtension.bench.types import GROUPS, METRIC_PAIRWISE, METRIC_STRICT, METRIC_TIES, Benchmark, BenchItem
 from rmtension.errors import RmtensionError
 from rmtension.evaluation.aggregate import bootstrap_macro_ci, group_means, rewardbench2_overall, rewardbench_overall, rewardbench_section_scores
-from rmtension.evaluation.metrics import (SubsetScore, jsonable, parse_ties_id, rm_bench_summary, score_items,
+from rmtension.evaluation.metrics import (SubsetScore, parse_ties_id, rm_bench_summary, score_items,
                                           strict_correct, ties_score)
 from rmtension.evaluation.lengths import item_lengths
 from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
-from rmtension.files import write_json_atomic, write_jsonl_atomic
+from rmtension.files import jsonable, write_json_atomic, write_jsonl_atomic
 from rmtension.models.formatting import format_for_rm
 from rmtension.registry import Registry
 
@@ -93,23 +93,59 @@ def item_texts(item: BenchItem, tokenizer, template: str) -> list[str]:
     return [format_for_rm(item.prompt, r, tokenizer, template) for r in item.chosen + item.rejected]
 
 
-def score_benchmarks(scorer: RewardScorer, benchmarks: Sequence[Benchmark], template: str,
-                     desc: str = "scoring") -> list[list[tuple[list[float], list[float]]]]:
-    """Scores of every response of every item, from one scorer call (so shared texts run once)."""
+ItemScores = list[tuple[list[float], list[float]]]  # per item: (chosen scores, rejected scores)
+
+
+@dataclass(frozen=True)
+class BenchTexts:
+    """Every RM input of every item of some benchmarks as one list, and where each item's inputs lie.
+
+    Why separate from scoring: evaluation scores these texts once; an ablation sweep scores the same
+    texts under many neuron sets (``rmtension.ablation.sweep``). Both build them here, so the texts
+    and their order are one definition, and both map flat scores back to items with :meth:`split`.
+    """
+
+    texts: list[str]
+    spans: list[list[tuple[int, int, int]]]  # per benchmark, per item: (first text, chosen count, rejected count)
+
+    def split(self, scores: np.ndarray | Sequence[float]) -> list[ItemScores]:
+        """Flat scores (one per text, in ``texts`` order) as per-benchmark, per-item (chosen, rejected) lists."""
+        scores = np.asarray(scores, dtype=float)
+        if scores.shape != (len(self.texts),):
+            raise ValueError(f"expected {len(self.texts)} scores, got shape {scores.shape}")
+        return [[(scores[s:s + c].tolist(), scores[s + c:s + c + r].tolist()) for s, c, r in rows]
+                for rows in self.spans]
+
+
+def benchmark_texts(benchmarks: Sequence[Benchmark], tokenizer, template: str) -> BenchTexts:
+    """The RM inputs of every item (chosen responses first), benchmark by benchmark."""
     texts: list[str] = []
     spans: list[list[tuple[int, int, int]]] = []
     for bench in benchmarks:
         rows = []
         for item in bench.items:
             start = len(texts)
-            texts.extend(item_texts(item, scorer.tokenizer, template))
+            texts.extend(item_texts(item, tokenizer, template))
             rows.append((start, len(item.chosen), len(item.rejected)))
         spans.append(rows)
-    scores = scorer.score(texts, desc=desc) if texts else np.zeros(0)
-    out = []
-    for rows in spans:
-        out.append([(scores[s:s + c].tolist(), scores[s + c:s + c + r].tolist()) for s, c, r in rows])
-    return out
+    return BenchTexts(texts, spans)
+
+
+def score_benchmarks(scorer: RewardScorer, benchmarks: Sequence[Benchmark], template: str,
+                     desc: str = "scoring") -> list[ItemScores]:
+    """Scores of every response of every item, from one scorer call (so shared texts run once)."""
+    bt = benchmark_texts(benchmarks, scorer.tokenizer, template)
+    return bt.split(scorer.score(bt.texts, desc=desc) if bt.texts else np.zeros(0))
+
+
+def scoring_record(scorer: RewardScorer, **extra: Any) -> dict[str, Any]:
+    """The ``"scoring"`` block of results.json: what the last scoring call of ``scorer`` did, and how it was
+    configured; ``extra`` adds what only the caller knows (timings, sweep sharing)."""
+    rep = scorer.last_report
+    return {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated, "tokens": rep.tokens,
+            "padded_tokens": rep.padded_tokens, "batches": rep.batches, "batch_size": scorer.config.batch_size,
+            "max_length": scorer.max_length, "dtype": scorer.config.dtype, "device": str(scorer.device),
+            **rep.scoring_fields(), **extra}
 
 
 def _check_subset(bench: str, subset: str, items: Sequence[BenchItem]) -> None:
@@ -392,12 +428,8 @@ def evaluate(model, tokenizer, benchmarks: Sequence[Benchmark], template: str = 
     rep = scorer.last_report
     lengths = [item_lengths(b.items, tokenizer, template, scorer.max_length) for b in benchmarks]
     results, items = summarise_benchmarks(benchmarks, scores, grouping, lengths)
-    results["scoring"] = {"texts": rep.texts, "unique_texts": rep.unique_texts, "truncated": rep.truncated,
-                          "tokens": rep.tokens, "padded_tokens": rep.padded_tokens, "batches": rep.batches,
-                          "batch_size": scorer.config.batch_size, "max_length": scorer.max_length,
-                          "dtype": scorer.config.dtype, "device": str(scorer.device), **rep.scoring_fields(),
-                          "scoring_seconds": round(rep.seconds, 3),
-                          "seconds": round(time.perf_counter() - t0, 3)}
+    results["scoring"] = scoring_record(scorer, scoring_seconds=round(rep.seconds, 3),
+                                        seconds=round(time.perf_counter() - t0, 3))
     results["version"] = _version()
     return EvalResult(results, items)
 
@@ -424,11 +456,11 @@ def write_eval(out_dir: str | Path, result: EvalResult) -> None:
 
 
 def read_items(out_dir: str | Path) -> list[dict]:
-    with open(Path(out_dir) / ITEMS_FILE, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """The rows of an eval folder's ``items.jsonl`` (a damaged line is an InputError naming it)."""
+    return read_jsonl(Path(out_dir) / ITEMS_FILE)
 
 
 def read_results(out_dir: str | Path) -> dict:
-    return json.loads((Path(out_dir) / RESULTS_FILE).read_text(encoding="utf-8"))
+    return read_json(Path(out_dir) / RESULTS_FILE)
 
 

@@ -38,6 +38,7 @@ from rmtension.bench.types import (
     BenchItem,
 )
 from rmtension.errors import RmtensionError
+from rmtension.files import jsonable  # defined in the base module; also importable from here (older imports)
 from rmtension.registry import Registry
 
 Scores = Union[float, Sequence[float], np.ndarray]
@@ -45,25 +46,6 @@ Scores = Union[float, Sequence[float], np.ndarray]
 
 class MetricInputError(RmtensionError, ValueError):
     """Scores that cannot be scored: NaN/inf, empty lists, or a shape the metric does not take."""
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with every NaN float (also inside lists/tuples/dicts/arrays) replaced by None.
-
-    Why: results files must be strict JSON, and NaN (an empty subset, an undefined std) is not;
-    ``null`` is what a reader's JSON parser understands as "no number".
-    """
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------- validation

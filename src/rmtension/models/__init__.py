@@ -6,7 +6,7 @@
 * ``offline``: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2 from their PyPI packages.
 * ``reward_model``: ``build_reward_model``, ``load_reward_model``, ``save_reward_model``.
 * ``formatting``: ``format_for_rm`` and the ``TEMPLATES`` registry (``hh``, ``chat``), EOS rule.
-* ``atomic``: build-in-a-temporary-sibling-then-rename helpers; ``seeding``: portable N(0, σ) draws.
+* ``seeding``: portable N(0, σ) draws. (Model folders are built atomically by ``rmtension.files``.)
 
 Names are imported lazily so that ``import rmtension.models`` (e.g. by ``rmtension --help``)
 does not pay for torch and transformers.

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
-from rmtension.errors import InputError, RmtensionError, SourceNotFoundError
+from rmtension.data.io import read_json
+from rmtension.errors import RmtensionError, SourceNotFoundError
 from rmtension.hub import hub_available, hub_status
 from rmtension.models import offline, tiny
-from rmtension.models.atomic import build_atomically, remove_stale_temps
+from rmtension.files import build_atomically, remove_stale_temps
 from rmtension.registry import Registry
 
 Kind = Literal["decoder", "encoder"]
@@ -152,11 +153,7 @@ def materialise_backbone(name: str) -> Path:
 
 
 def _json_object(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(path, f"not readable JSON ({reason})") from None
+    value = read_json(path)
     return value if isinstance(value, dict) else {}
 
 

@@ -26,9 +26,10 @@ from typing import Any, Iterator
 
 import torch
 
+from rmtension.data.io import read_json
 from rmtension.data.split import DEFAULT_SALT, HeldoutSplit
 from rmtension.errors import InputError, RmtensionError
-from rmtension.models.atomic import publish_replacing, temp_sibling
+from rmtension.files import publish_replacing, temp_sibling
 from rmtension.models.backbones import NO_REMOTE_CODE, check_model_folder, resolve_backbone
 from rmtension.models.formatting import DEFAULT_TEMPLATE, TEMPLATES
 from rmtension.models.portable import resolve_backbone_path
@@ -142,10 +143,7 @@ def _read_record(folder: Path) -> dict:
     path = folder / RECORD_FILE
     if not path.is_file():
         return {}
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
+    record = read_json(path)
     if not isinstance(record, dict):
         raise InputError(path, "expected a JSON object")
     return record
@@ -195,10 +193,9 @@ def _check_rm_folder(folder: Path) -> None:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise RmtensionError(f"{folder} is not a reward-model folder (no config.json); train one with `rmtension train`")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(config_path, f"not valid JSON ({exc})") from None
+    config = read_json(config_path)
+    if not isinstance(config, dict):
+        raise InputError(config_path, "expected a JSON object")
     archs = config.get("architectures") or []
     labels = len(config.get("id2label") or {}) or config.get("num_labels", 0)
     if not any(str(a).endswith("ForSequenceClassification") for a in archs) or labels != 1:

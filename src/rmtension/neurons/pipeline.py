@@ -81,7 +81,7 @@ def _select_pairs(pairs: list, req: ScoreRequest) -> list:
     ``hh-rlhf:mixed`` would all be helpful-base.
     """
     from rmtension.models.reward_model import heldout_split_of, read_record
-    from rmtension.training.data import sample_pairs
+    from rmtension.data.split import sample_pairs
 
     if req.split not in ("all", "train", "heldout"):
         raise RmtensionError(f"split must be all, train or heldout, got {req.split!r}")

@@ -35,11 +35,12 @@ from typing import Callable
 import numpy as np
 
 from rmtension.errors import RmtensionError
+from rmtension.names import SCORE_POOLS
 from rmtension.neurons.stats import NeuronStats
 from rmtension.registry import Registry
 
 GROUP_MEAN = "group-mean"
-POOLS = (GROUP_MEAN, "all", "chosen", "rejected")
+POOLS = SCORE_POOLS  # (group-mean, all, chosen, rejected)
 
 ScoreFn = Callable[[NeuronStats, str, int], np.ndarray]
 

@@ -46,8 +46,8 @@ from typing import Any, Literal
 import numpy as np
 
 from rmtension.errors import RmtensionError
+from rmtension.names import SET_OPS as SET_OPS
 
-SET_OPS = ("shared", "a-only", "b-only", "union")
 THIRDS = ("early", "middle", "late")
 SELECTION_RULES = ("count", "percentile")
 

@@ -37,9 +37,9 @@ import torch
 from torch import nn
 
 from rmtension.errors import RmtensionError
+from rmtension.names import SITES as SITES
 from rmtension.registry import Registry
 
-SITES: tuple[str, ...] = ("act", "down_in")
 SiteKind = Literal["act", "down_in"]
 
 # fn(layer_index, activations (batch, seq, neurons)) -> replacement activations or None.

@@ -1,7 +1,7 @@
 """Write the report folder: ``report.md``, ``report.html``, ``figures/*.png|svg``, ``tables/*.csv``.
 
 This is the only module with side effects. The whole folder is built in a temporary sibling and
-swapped in with one rename (:func:`rmtension.models.atomic.build_atomically`), so a reader never
+swapped in with one rename (:func:`rmtension.files.build_atomically`), so a reader never
 sees a half-written report and a failed build leaves the previous report in place.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from rmtension.models.atomic import build_atomically
+from rmtension.files import build_atomically
 from rmtension.report.figures import RC
 from rmtension.report.html import render_html
 from rmtension.report.load import load_summary

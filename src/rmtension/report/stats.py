@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from rmtension.evaluation.aggregate import mean_std
+
 DASH = "—"
 
 
@@ -36,7 +38,12 @@ def present(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Stat:
-    """Mean and sample std of one number over seeds; ``n`` = seeds that had the number."""
+    """Mean and sample std of one number over seeds; ``n`` = seeds that had the number.
+
+    The frozen, display-side form of :class:`rmtension.evaluation.aggregate.MeanStd`: :func:`stat`
+    computes it with :func:`~rmtension.evaluation.aggregate.mean_std`, so the package has one rule for
+    missing values (skipped, ``n`` counts the present ones) and `compare`, summary.json and these
+    tables agree about the same seeds."""
 
     mean: float
     std: float
@@ -89,15 +96,9 @@ def with_ci(s: Stat, ci: Any, chance: float = CHANCE) -> Stat:
 
 
 def stat(values: Iterable[Any]) -> Stat:
-    """:class:`Stat` of the present values among ``values`` (``None``/NaN are skipped)."""
-    xs = [as_float(v) for v in values]
-    xs = [x for x in xs if math.isfinite(x)]
-    n = len(xs)
-    if n == 0:
-        return Stat(math.nan, math.nan, 0)
-    mean = sum(xs) / n
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
-    return Stat(mean, std, n)
+    """:class:`Stat` of the present values among ``values`` (``None``/NaN are skipped; the rule of ``mean_std``)."""
+    ms = mean_std(values)
+    return Stat(ms.mean, ms.std, ms.n)
 
 
 # --------------------------------------------------------------------------- formatting

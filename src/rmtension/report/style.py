@@ -11,18 +11,19 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
+from rmtension.names import ABLATION_SETS, PAPER_SCORE_METHODS
+
 OBJECTIVES = ("helpful", "harmless", "mixed")
 GROUPS = ("helpful", "harmless")
 OBJECTIVE_COLORS = {"helpful": "#1f6fc5", "harmless": "#e07b00", "mixed": "#8a3ffc"}
 GROUP_COLORS = {"helpful": OBJECTIVE_COLORS["helpful"], "harmless": OBJECTIVE_COLORS["harmless"], "all": "#444444"}
 FALLBACK_COLORS = ("#2a9d8f", "#d62828", "#6c757d", "#b5838d", "#588157", "#bc6c25", "#3a0ca3")
 
-ABLATION_SETS = ("own", "shared", "helpful-only", "harmless-only", "random")
 SET_COLORS = {"own": "#264653", "shared": "#6d597a", "helpful-only": "#1f6fc5", "harmless-only": "#e07b00",
               "random": "#7f7f7f"}
 
 # Scoring methods: the paper's three first, others after in name order.
-METHODS = ("magnitude", "change", "random")
+METHODS = PAPER_SCORE_METHODS
 METHOD_COLORS = {"magnitude": "#d62828", "change": "#2a9d8f", "random": "#7f7f7f"}
 BEFORE_COLOR = "#9e9e9e"
 

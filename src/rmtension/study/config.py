@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 
 from rmtension.errors import RmtensionError
+from rmtension.names import ABLATION_SETS, DTYPES, PAPER_SCORE_METHODS, SCORE_METHODS, SITES
 from rmtension.training.config import OBJECTIVES, PRESETS, TrainConfig
 from rmtension.validate import STUDY_FIELDS, TRAIN_FIELDS, check_value
 
-ABLATION_SETS = ("own", "shared", "helpful-only", "harmless-only", "random")
-NEURON_METHODS = ("magnitude", "mean-abs", "rms", "prob", "change", "random")
+NEURON_METHODS = SCORE_METHODS
 
 
 @dataclass
@@ -65,7 +65,7 @@ class NeuronsSection:
     data: str = "objective"
     """'objective': each RM's own training source (its training split); or any preference source."""
     max_pairs: int = 64
-    methods: list[str] = field(default_factory=lambda: ["magnitude", "change", "random"])
+    methods: list[str] = field(default_factory=lambda: list(PAPER_SCORE_METHODS))
     site: str = "act"
     k: float = 10.0
     """Top k percent of all layers × neurons at once (the paper)."""
@@ -92,7 +92,7 @@ class CurvesSection:
 
     enabled: bool = True
     k: list[float] = field(default_factory=lambda: [0.0, 5.0, 10.0, 20.0, 30.0])
-    methods: list[str] = field(default_factory=lambda: ["magnitude", "change", "random"])
+    methods: list[str] = field(default_factory=lambda: list(PAPER_SCORE_METHODS))
     benchmarks: list[str] = field(default_factory=lambda: ["hh-heldout"])
     max_items: int | None = 50
 
@@ -247,13 +247,13 @@ def validate(cfg: StudyConfig, base_dir: Path | None = None) -> StudyConfig:
         _check_choice(f"training.data.{key}", key, OBJECTIVES)
     for i, m in enumerate(cfg.neurons.methods):
         _check_choice(f"neurons.methods[{i}]", m, NEURON_METHODS)
-    _check_choice("neurons.site", cfg.neurons.site, ("act", "down_in"))
+    _check_choice("neurons.site", cfg.neurons.site, SITES)
     for i, s in enumerate(cfg.ablation.sets):
         _check_choice(f"ablation.sets[{i}]", s, ABLATION_SETS)
     _check_choice("ablation.method", cfg.ablation.method, cfg.neurons.methods)
     for i, m in enumerate(cfg.ablation.curves.methods):
         _check_choice(f"ablation.curves.methods[{i}]", m, cfg.neurons.methods)
-    _check_choice("evaluation.dtype", cfg.evaluation.dtype, ("float32", "bfloat16", "float16"))
+    _check_choice("evaluation.dtype", cfg.evaluation.dtype, DTYPES)
     from rmtension.evaluation.formats import FORMATS, check_formats
     from rmtension.training.config import REPORT_TO
 

@@ -6,12 +6,12 @@ process, a SLURM array, several machines).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from rmtension.data.io import read_json, read_jsonl
 from rmtension.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,21 +20,22 @@ if TYPE_CHECKING:  # pragma: no cover
 HIST_BINS = 30
 
 
-def _read(path: Path) -> Any:
+def _step_output(read: Callable[[Path], Any], path: Path) -> Any:
     # A damaged file in a step folder written before checksums were recorded (which ``run`` cannot
-    # detect) must give one line naming it, not a JSONDecodeError traceback.
+    # detect) must give one line naming it and what to do, not a JSONDecodeError traceback.
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InputError(path, f"cannot read step output ({exc}); delete its step folder and run the study again") from None
+        return read(path)
+    except InputError as exc:
+        raise InputError(path, f"cannot read step output ({exc}); delete its step folder and run the study "
+                         "again") from None
+
+
+def _read(path: Path) -> Any:
+    return _step_output(read_json, path)
 
 
 def _items(path: Path) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InputError(path, f"cannot read step output ({exc}); delete its step folder and run the study again") from None
+    return _step_output(read_jsonl, path)
 
 
 def _all_scores(rows: list[dict]) -> list[float]:

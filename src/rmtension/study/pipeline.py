@@ -265,7 +265,7 @@ def _do_neuron_length(cfg: StudyConfig, neuron_step: Step, make_request: Callabl
         import numpy as np
 
         from rmtension.evaluation.lengths import count_response_tokens
-        from rmtension.evaluation.metrics import jsonable
+        from rmtension.files import jsonable
         from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
         from rmtension.neurons.length import set_length_spearman, text_set_activations
         from rmtension.neurons.pipeline import prepare
@@ -549,10 +549,17 @@ def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = p
 
     A complete step is reused only when its outputs still match what it recorded (``Step.changes``;
     every hash with ``verify``); otherwise ``warn`` says why and it is run again from scratch.
+    ``echo`` gets a line before each step and one after it with its time and the ETA of the rest
+    (``rmtension.study.progress``).
     """
+    import time
+
+    from rmtension.study.progress import StepClock, step_done_line
+
     if cell is not None and cell not in plan.cells():
         raise RmtensionError(f"unknown cell {cell!r}; cells: {', '.join(plan.cells())}")
     counts = {"cached": 0, "ran": 0}
+    clock = StepClock()
     todo = [st for st in plan.steps if cell is None or st.cell == cell]
     for i, st in enumerate(todo, 1):
         fresh = False
@@ -570,8 +577,13 @@ def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = p
         if missing:
             raise RmtensionError(f"step {st.label} needs {', '.join(missing)} first (run those cells, or run without --cell)")
         echo(f"[{i}/{len(todo)}] {st.label} …")
+        t0 = time.monotonic()
         st.run(fresh=fresh)
+        seconds = time.monotonic() - t0
+        clock.record(st.kind, seconds)
         counts["ran"] += 1
+        left = [s for s in todo[i:] if not s.done()]
+        echo(step_done_line(i, len(todo), st.label, seconds, clock.eta(s.kind for s in left), [s.label for s in left]))
     return counts
 
 
@@ -590,7 +602,7 @@ def write_summary(plan: Plan) -> Path:
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                         "rmtension_version": rmtension.__version__}
     path = plan.root / SUMMARY
-    from rmtension.evaluation.metrics import jsonable
+    from rmtension.files import jsonable
 
     write_json_atomic(path, jsonable(summary))
     from rmtension.study.export import export_summary

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rmtension.data.sources import OBJECTIVE_SOURCES, load_preferences
-from rmtension.data.split import split_pairs
+from rmtension.data.split import sample_pairs, split_pairs  # sample_pairs: also used by neuron scoring
 from rmtension.data.types import PreferencePair
 from rmtension.errors import RmtensionError
 from rmtension.models.encoding import encode, truncate_left, truncate_pair_left
@@ -40,15 +40,6 @@ def file_sha256(path: str) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def sample_pairs(pairs: list[PreferencePair], n: int | None, seed: int) -> list[PreferencePair]:
-    """At most ``n`` pairs, chosen by a seeded hash of their ids (stable under file re-ordering)."""
-    if n is None or n >= len(pairs):
-        return list(pairs)
-    ranked = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}\x00{p.id}".encode()).digest())
-    keep = {id(p) for p in ranked[:n]}
-    return [p for p in pairs if id(p) in keep]
 
 
 def training_source(cfg: TrainConfig) -> str:

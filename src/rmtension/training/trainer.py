@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rmtension.cli.common import check_out_dir
+from rmtension.files import check_out_dir
 from rmtension.data.split import HeldoutSplit
 from rmtension.errors import RmtensionError
 from rmtension.training.batching import SharedPromptCollator
@@ -355,7 +355,7 @@ def _remove_incomplete_after(out_dir: Path, chosen: str | None) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _training_args(cfg: TrainConfig, out_dir: Path):
+def _training_args(cfg: TrainConfig, out_dir: Path, progress: bool = True):
     from trl import RewardConfig
 
     return RewardConfig(
@@ -382,6 +382,7 @@ def _training_args(cfg: TrainConfig, out_dir: Path):
         save_total_limit=2,
         logging_steps=cfg.logging_steps,
         report_to="none",
+        disable_tqdm=not progress,  # then log dicts are printed instead (the CLI sends them to stderr)
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available(),
@@ -401,7 +402,8 @@ def _shared_prompt_choice(cfg: TrainConfig, model) -> tuple[bool, str | None]:
     return True, None
 
 
-def heldout_metrics(model, tokenizer, cfg: TrainConfig, prepared: PreparedData) -> dict[str, Any]:
+def heldout_metrics(model, tokenizer, cfg: TrainConfig, prepared: PreparedData,
+                    progress: bool = True) -> dict[str, Any]:
     """Accuracy and mean margin of the trained RM on the held-out pairs of its own objective."""
     from rmtension.evaluation.aggregate import wilson_interval
     from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
@@ -412,7 +414,8 @@ def heldout_metrics(model, tokenizer, cfg: TrainConfig, prepared: PreparedData) 
         return {"heldout_n": 0}
     texts = [format_for_rm(p.prompt, r, tokenizer, cfg.template) for p in pairs for r in (p.chosen, p.rejected)]
     scorer = RewardScorer(model, tokenizer, ScorerConfig(batch_size=cfg.eval_batch_size, max_length=cfg.max_length,
-                                                         dtype="bfloat16" if cfg.bf16 else "float32"))
+                                                         dtype="bfloat16" if cfg.bf16 else "float32",
+                                                         progress=progress))
     s = scorer.score(texts, desc="held-out")
     margins = s[0::2] - s[1::2]
     iv = wilson_interval(int(np.sum(margins > 0)), len(pairs))
@@ -425,7 +428,7 @@ def heldout_metrics(model, tokenizer, cfg: TrainConfig, prepared: PreparedData) 
     }
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train one RM into ``out_dir`` (an RM folder ``from_pretrained`` loads) and return its record.
 
     With ``resume``, continue from the newest complete checkpoint in ``OUT.checkpoints`` (a fresh
@@ -449,7 +452,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[s
         raise RmtensionError(f"{out} exists and is not empty; the RM folder must be new (choose another --out)")
     had_checkpoints = checkpoint_dir(out).is_dir()
     try:
-        return _train(cfg, out, resume)
+        return _train(cfg, out, resume, progress)
     finally:
         ckpt = checkpoint_dir(out)
         try:
@@ -459,7 +462,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[s
             pass  # another process of the same run removed it first
 
 
-def _train(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
+def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True) -> dict[str, Any]:
     import datasets
     from accelerate import PartialState
     from transformers import set_seed
@@ -476,7 +479,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     model, tokenizer = build_reward_model(cfg.backbone, seed=cfg.seed)
     prepared = prepare_data(cfg, tokenizer)
     dataset = datasets.Dataset.from_list(prepared.train_rows)
-    args = _training_args(cfg, out)
+    args = _training_args(cfg, out, progress)
     shared, fallback = _shared_prompt_choice(cfg, model)
     collator = SharedPromptCollator(tokenizer.pad_token_id, model.config.pad_token_id) if shared else None
     trainer = _reward_trainer_cls()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -490,7 +493,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     record: dict[str, Any] = {}
     if trainer.accelerator.is_main_process:
         model = trainer.model
-        metrics = heldout_metrics(model, tokenizer, cfg, prepared)
+        metrics = heldout_metrics(model, tokenizer, cfg, prepared, progress)
         history = trainer.state.log_history
         losses = [h["loss"] for h in history if "loss" in h]
         resumed_at = int(Path(resume_from).name.split("-")[-1]) if resume_from else None
