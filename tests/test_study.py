@@ -96,7 +96,8 @@ def test_step_keys_follow_settings(tmp_path):
     assert same["eval:tiny-gpt2/helpful-s0"] != diff["eval:tiny-gpt2/helpful-s0"]
     assert same["compare:tiny-gpt2/s0"] != diff["compare:tiny-gpt2/s0"]  # downstream follows
     kinds = {s.kind for s in a.steps}
-    assert kinds == {"train", "eval", "neurons", "ablate-own", "curves", "compare", "ablate-mixed", "overlap"}
+    assert kinds == {"train", "eval", "neurons", "ablate-own", "curves", "compare", "ablate-mixed", "overlap",
+                     "neurons-backbone", "neuron-length"}
 
 
 def test_plan_jobs_prints_one_command_per_cell(tmp_path, capsys):
@@ -112,7 +113,8 @@ def _markers(out: Path) -> dict[str, float]:
 
 
 def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
-    cfg = _write(tmp_path, SMALL)
+    # random_per_set: every ablated set of the mixed RM gets a random control of its own size (issue 11)
+    cfg = _write(tmp_path, {**SMALL, "ablation": {**SMALL["ablation"], "random_per_set": True}})
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "rmtension", "run", str(cfg), "--out", str(out), "--data-dir", str(data_dir),
            "--no-report"]
@@ -125,7 +127,9 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     proc.wait()
     before = _markers(out)
     n_steps = len(build_plan(load_study_config(cfg), out, str(data_dir)).steps)
-    assert n_steps == 3 * 5 + 3  # per cell: train, eval, neurons, own ablation, curves; + compare, mixed ablation, overlap
+    # per cell: train, eval, neurons, own ablation, curves, neuron-length; per backbone × seed: compare, mixed
+    # ablation, overlap, and the backbone baseline with its neuron-length step
+    assert n_steps == 3 * 6 + 3 + 2
     assert 4 <= len(before) < n_steps, before
     # 2. Run again: finishes, and the finished steps are not redone.
     assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]) == 0
@@ -164,6 +168,44 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     d = ov["mixed_retention_detail"]
     assert ov["mixed_retention"] == d["retained"] / d["all_union"]  # the paper's |M ∩ (H ∪ A)| / |H ∪ A ∪ M|
     assert all(isinstance(e["rmsd"]["dataset_means"], float) for e in summary["neurons"])
+    # Controls (issue 11). The backbone baseline: rows shaped like an RM's, one per method but change.
+    bk = {e["method"]: e for e in summary["neurons"] if e["objective"] == "backbone"}
+    assert set(bk) == {"magnitude", "random"} and all(e["seed"] == 0 for e in bk.values())
+    assert all((bk[m]["selected"], bk[m]["total"], bk[m]["n_layers"]) == (mag["helpful"]["selected"],
+               mag["helpful"]["total"], mag["helpful"]["n_layers"]) for m in bk)
+    assert load_set(bk["magnitude"]["set_file"]).mask.shape == nh.mask.shape
+    ov_mag = next(o for o in summary["overlap"] if o["method"] == "magnitude")
+    base_set = load_set(bk["magnitude"]["set_file"])
+    assert set(ov_mag["backbone_baseline"]) == {"helpful", "harmless", "mixed"}
+    jh = ov_mag["backbone_baseline"]["helpful"]
+    assert jh["shared"] == int((nh.mask & base_set.mask).sum())
+    assert jh["jaccard"] == jh["shared"] / int((nh.mask | base_set.mask).sum())
+    assert next(o for o in summary["overlap"] if o["method"] == "change")["backbone_baseline"] is None
+    # Neuron–length correlation: every set of every RM and of the backbone
+    nl = summary["neuron_length"]
+    assert {(r["objective"], r["method"]) for r in nl} == ({(o, m) for o in ("helpful", "harmless", "mixed")
+                                                            for m in ("magnitude", "change", "random")}
+                                                           | {("backbone", "magnitude"), ("backbone", "random")})
+    assert all(r["n_texts"] == 12 and -1 <= r["spearman"]["value"] <= 1 for r in nl)  # 6 pairs, 2 texts each
+    assert all(r["spearman"]["ci95"]["low"] <= r["spearman"]["value"] <= r["spearman"]["ci95"]["high"] for r in nl)
+    # Ablation statistics: own (per RM) and shared (mixed RM) against their random sets, Holm per table
+    st = summary["ablation_stats"]
+    assert {(r["rm_objective"], r["set"]) for r in st} == {("helpful", "own"), ("harmless", "own"),
+                                                           ("mixed", "own"), ("mixed", "shared"),
+                                                           ("mixed", "helpful-only"), ("mixed", "harmless-only")}
+    sizes = {(a["set"], a["random_of"]): a["size"] for a in summary["ablation"] if a["rm_objective"] == "mixed"}
+    for kind in ("shared", "helpful-only", "harmless-only"):
+        assert sizes[("random", kind)] == sizes[(kind, None)]
+    for r in st:
+        assert r["family"] == f"tiny-gpt2/{r['rm_objective']}/{r['set']}" and r["seeds"] == [0]
+        assert r["diff"] == pytest.approx(r["set_delta"] - r["random_delta"])
+        assert r["p"] <= r["p_holm"] <= 1 and r["survives"] == (r["p_holm"] < 0.05)
+    own = {r["task"]: r for r in st if (r["rm_objective"], r["set"]) == ("helpful", "own")}
+    assert any(t.endswith("(group mean)") for t in own)
+    # the set's delta is the one the ablation rows report (subset of hh-heldout: mean of correct flags)
+    row = next(a for a in summary["ablation"] if (a["rm_objective"], a["set"]) == ("helpful", "own"))
+    for sub, v in row["benchmarks"]["hh-heldout"]["subsets"].items():
+        assert own[f"hh-heldout/{sub}"]["set_delta"] == pytest.approx(v["delta"])
     # 3. Nothing changed: a third run only gathers, and is quick.
     t0 = time.time()
     assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]) == 0
@@ -178,7 +220,7 @@ def test_cell_runs_only_its_steps(tmp_path, data_dir, capsys):
     out = tmp_path / "study"
     assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--cell", "tiny-gpt2/harmless/0"]) == 0
     done = _markers(out)
-    assert len(done) == 5 and all("harmless-s0" in k for k in done)
+    assert len(done) == 6 and all("harmless-s0" in k for k in done)
     assert not (out / "summary.json").exists()
     rc = main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--cell", "tiny-gpt2/nope/0"])
     assert rc == 2 and "unknown cell" in capsys.readouterr().err
@@ -214,7 +256,8 @@ def test_damaged_cached_outputs_are_rerun_with_the_same_numbers(tmp_path, data_d
     """Truncated or altered outputs of finished steps are found before reuse and the steps run again (issue 18, item 4)."""
     from rmtension.study import steps as steps_mod
 
-    cfg = _write(tmp_path, {**SMALL, "objectives": ["helpful"]})  # one cell: train, eval, neurons, own ablation, curves
+    # one cell: train, eval, neurons, own ablation, curves, neuron-length (+ the backbone baseline's two steps)
+    cfg = _write(tmp_path, {**SMALL, "objectives": ["helpful"]})
     out = tmp_path / "study"
     args = ["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]
     assert main(args) == 0
@@ -250,7 +293,7 @@ def test_damaged_cached_outputs_are_rerun_with_the_same_numbers(tmp_path, data_d
     truncate("train", "rm/model.safetensors")
     err, ran = rerun()
     assert "step train:tiny-gpt2/helpful-s0: outputs changed (rm/model.safetensors: size " in err
-    assert ran == {"train", "eval", "neurons", "ablate-own", "curves"}
+    assert ran == {"train", "eval", "neurons", "ablate-own", "curves", "neuron-length"}
     # 3. Same-size damage to a file above the hash limit: the size check alone cannot see it; --verify can.
     monkeypatch.setattr(steps_mod, "HASH_LIMIT", 0)
     stats = folder["neurons"] / "stats.npz"

@@ -70,6 +70,10 @@ def _add_score(nsub) -> None:
     s.add_argument("--with-change", action="store_true",
                    help="also record the change statistics (runs the base model) whatever the method")
     s.add_argument("--base", help="backbone of the untrained base model (default: the one in the RM's rmtension.json)")
+    s.add_argument("--backbone-baseline", action="store_true",
+                   help="score the RM's untrained backbone (or --base) with a fresh head seeded with --seed instead of "
+                   "the RM, on the same pairs with the same template: the baseline an RM's set is compared with "
+                   "(`neurons compare --backbone`); not with --method change")
     s.add_argument("--chunk-pairs", type=V.positive_int, default=512, help="pairs per scorer call (bounds pending memory)")
     add_progress(s)
     add_shared_prompt_option(s)
@@ -88,7 +92,8 @@ def run_score(args: argparse.Namespace) -> int:
                        data_dir=args.data_dir, max_pairs=args.max_pairs, split=args.split, batch_size=args.batch_size,
                        max_length=args.max_length, dtype=args.dtype, device=args.device, seed=args.seed,
                        with_change=args.with_change, base=args.base, chunk_pairs=args.chunk_pairs,
-                       progress=show_progress(args), shared_prompt=not args.no_shared_prompt)
+                       progress=show_progress(args), shared_prompt=not args.no_shared_prompt,
+                       backbone_baseline=args.backbone_baseline, head_seed=args.seed)
     stats, scores = score_rm(req)
     stats.meta.update(_created("neurons score"))
     save_stats(args.out, stats, scores, {"method": args.method, "pool": args.pool, "seed": args.seed})
@@ -173,11 +178,13 @@ def _add_compare(nsub) -> None:
     s.add_argument("a", help="neuron-set file A (e.g. the helpful RM's)")
     s.add_argument("b", help="neuron-set file B (e.g. the harmless RM's)")
     s.add_argument("--mixed", help="neuron-set file of the mixed RM")
+    s.add_argument("--backbone", help="neuron-set file of the untrained backbone (`neurons score --backbone-baseline`): "
+                   "Jaccard of every set with it")
     add_json(s)
     s.set_defaults(func=run_compare)
 
 
-def compare_sets(a, b, mixed=None) -> dict[str, Any]:
+def compare_sets(a, b, mixed=None, backbone=None) -> dict[str, Any]:
     """The ``compare --json`` object (pure; exposed for the report)."""
     from rmtension.neurons.sets import location, overlap, retention, shared
 
@@ -189,6 +196,10 @@ def compare_sets(a, b, mixed=None) -> dict[str, Any]:
     if mixed is not None:
         out["mixed"] = len(mixed)
         out["retention"] = retention(mixed, a, b)
+    if backbone is not None:
+        named = {"a": a, "b": b, **({"mixed": mixed} if mixed is not None else {})}
+        out["backbone_baseline"] = {k: {f: v for f, v in overlap(x, backbone).items() if f in ("jaccard", "shared", "a", "b")}
+                                    for k, x in named.items()}
     return out
 
 
@@ -197,7 +208,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
     a, b = load_set(args.a), load_set(args.b)
     mixed = load_set(args.mixed) if args.mixed else None
-    out = compare_sets(a, b, mixed)
+    backbone = load_set(args.backbone) if args.backbone else None
+    out = compare_sets(a, b, mixed, backbone)
     if args.json:
         print_json(out)
         return 0
@@ -215,6 +227,9 @@ def run_compare(args: argparse.Namespace) -> int:
         print(f"  mixed RM keeps {ret['retained']} of {ret['single_union']} single-objective neurons "
               f"({pct(ret['retention_of_single'])}); retention (the paper's, over |A ∪ B ∪ M| = "
               f"{ret['all_union']}) {pct(ret['retention'])}")
+    if backbone is not None:
+        print("  vs the untrained backbone's set: " + ", ".join(
+            f"{k} Jaccard {v['jaccard']:.3f} ({v['shared']} shared)" for k, v in out["backbone_baseline"].items()))
     return 0
 
 

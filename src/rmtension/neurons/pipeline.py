@@ -4,6 +4,14 @@
 one it was trained with), builds the untrained base model when the change score is wanted, and
 runs one statistics pass through the shared scorer. Everything it computes lands in the
 returned ``NeuronStats`` metadata so that a score file says what it was made from.
+
+The *backbone baseline* (``ScoreRequest.backbone_baseline``, issue 11) scores the untrained
+backbone, with a fresh score head seeded with ``head_seed``, exactly like an RM: same pairs, same
+template, same statistics. Its top-k% set is what a method selects without any training, so an
+RM's set is read against it (a high Jaccard with the backbone's set says the method mostly picks
+neurons that are large whatever the objective). The head sits after the MLPs, so the backbone's
+neuron statistics do not depend on ``head_seed`` (only its pair accuracy does); the change score
+is undefined for it (the backbone is its own base) and is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from rmtension.neurons.stats import NeuronStats
 class ScoreRequest:
     """Options of one ``neurons score`` run (the CLI flags)."""
 
-    rm: str
+    rm: str | None  # RM folder; None only for the backbone baseline (then ``base`` names the backbone)
     data: str
     method: str = "magnitude"
     site: str = "act"
@@ -44,6 +52,13 @@ class ScoreRequest:
     chunk_pairs: int = 512
     progress: bool = False
     shared_prompt: bool = True  # compute a pair's shared prompt once (same statistics; see evaluation/scorer.py)
+    # The backbone baseline: score the untrained backbone (``base``, else the backbone in ``rm``'s record) with a
+    # fresh head seeded ``head_seed``. ``rm`` may then be None; the pairs' split is then ``heldout`` (the split the
+    # RMs are trained with) and the template ``template``.
+    backbone_baseline: bool = False
+    head_seed: int = 0
+    heldout: Any = None  # rmtension.data.split.HeldoutSplit, for split train/heldout without an RM record
+    template: str | None = None
 
 
 def _base_model(req: ScoreRequest, info: dict[str, Any]):
@@ -71,29 +86,77 @@ def _select_pairs(pairs: list, req: ScoreRequest) -> list:
     if req.split not in ("all", "train", "heldout"):
         raise RmtensionError(f"split must be all, train or heldout, got {req.split!r}")
     if req.split != "all":
-        train, held = heldout_split_of(read_record(req.rm), req.rm).apply(pairs)
+        split = req.heldout if req.heldout is not None else heldout_split_of(read_record(req.rm), req.rm)
+        train, held = split.apply(pairs)
         pairs = train if req.split == "train" else held
     return sample_pairs(pairs, req.max_pairs, req.sample_seed)
 
 
-def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
-    """Statistics (with metadata) and the requested method's (layers, neurons) scores."""
+@dataclass
+class Prepared:
+    """What a scoring pass needs: the model to score, its tokenizer and record, and the rendered pairs."""
+
+    model: Any
+    tokenizer: Any
+    info: dict[str, Any]
+    pairs: list
+    texts: list[tuple[str, str]]
+    data: Any
+
+
+def _backbone_model(req: ScoreRequest) -> tuple[Any, Any, dict[str, Any]]:
+    """The untrained backbone with a fresh seeded head, and a record that says so (the backbone baseline)."""
+    from rmtension.models.formatting import DEFAULT_TEMPLATE
+    from rmtension.models.reward_model import build_reward_model, read_record
+
+    record = read_record(req.rm) if req.rm else {}
+    backbone = req.base or record.get("backbone")
+    if not backbone:
+        raise RmtensionError("the backbone baseline needs a backbone: pass --base BACKBONE (or an RM whose "
+                             "rmtension.json names its backbone)")
+    model, tokenizer = build_reward_model(str(backbone), seed=int(req.head_seed))
+    info = {"path": f"backbone:{backbone}", "backbone": str(backbone), "objective": "backbone",
+            "seed": int(req.head_seed), "template": req.template or record.get("template") or DEFAULT_TEMPLATE,
+            "baseline_of": str(Path(req.rm).resolve()) if req.rm else None}
+    return model, tokenizer, info
+
+
+def prepare(req: ScoreRequest) -> Prepared:
+    """Load the data and the model of ``req`` and render its pairs with the model's template (shared
+    by ``score_rm`` and the neuron–length correlation, which must see exactly the same texts)."""
     from rmtension.data.sources import load_preferences
-    from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
     from rmtension.models.formatting import format_for_rm
     from rmtension.models.reward_model import load_reward_model
 
     check_site(req.site)
     needs_base(req.method)  # unknown method names fail before any model is loaded
+    if req.backbone_baseline and (req.with_change or needs_base(req.method)):
+        raise RmtensionError("the change score is undefined for the backbone baseline: the untrained backbone is "
+                             "its own base model")
+    if not req.backbone_baseline and not req.rm:
+        raise RmtensionError("no reward model to score (pass --rm)")
     data = load_preferences(req.data, req.data_dir)  # bad data fails before a model is loaded
     pairs = _select_pairs(data.pairs, req)
     if not pairs:
         why = data.report.explain() if not data.pairs else f"none of its {len(data.pairs)} usable pairs is in the {req.split} split"
         raise RmtensionError(f"{req.data} holds no usable preference pairs: {why}")
-    model, tokenizer, info = load_reward_model(req.rm)
+    if req.backbone_baseline:
+        model, tokenizer, info = _backbone_model(req)
+    else:
+        model, tokenizer, info = load_reward_model(req.rm)
     template = info.get("template", "hh")
     texts = [(format_for_rm(p.prompt, p.chosen, tokenizer, template), format_for_rm(p.prompt, p.rejected, tokenizer, template))
              for p in pairs]
+    return Prepared(model, tokenizer, info, pairs, texts, data)
+
+
+def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
+    """Statistics (with metadata) and the requested method's (layers, neurons) scores."""
+    from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
+
+    prep = prepare(req)
+    model, tokenizer, info, pairs, texts, data = prep.model, prep.tokenizer, prep.info, prep.pairs, prep.texts, prep.data
+    template = info.get("template", "hh")
     base, base_name = None, None
     if req.with_change or needs_base(req.method):
         base, base_name = _base_model(req, info)
@@ -101,12 +164,14 @@ def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
                                                          dtype=req.dtype, device=req.device, progress=req.progress,
                                                          shared_prompt=req.shared_prompt))
     meta = {
-        "rm": info.get("path", str(Path(req.rm).resolve())), "backbone": info.get("backbone"),
+        "rm": info.get("path") or str(Path(str(req.rm)).resolve()), "backbone": info.get("backbone"),
         "objective": info.get("objective"), "rm_seed": info.get("seed"), "template": template,
         "data": req.data, "data_files": list(data.files), "pairs": len(pairs), "pairs_available": len(data.pairs),
         "split": req.split, "sample_seed": req.sample_seed,
         "base": base_name, "dtype": req.dtype, "max_length": scorer.max_length,
     }
+    if req.backbone_baseline:
+        meta.update({"backbone_baseline": True, "head_seed": int(req.head_seed), "baseline_of": info.get("baseline_of")})
     stats, pair_scores = collect_stats(scorer, texts, site=req.site, base_model=base, chunk_pairs=req.chunk_pairs,
                                        meta=meta)
     margins = pair_scores[:, 0] - pair_scores[:, 1]

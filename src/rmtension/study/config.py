@@ -74,6 +74,16 @@ class NeuronsSection:
     max_length: int | None = 512
     seed: int = 0
     """Seed of the `random` method, mixed with each RM's name: every RM draws its own random set."""
+    backbone_baseline: bool = True
+    """Also score the untrained backbone (fresh seeded head) like an RM, per backbone × seed, on the mixed
+    objective's data: its top-k% set is the row every RM's set is compared with (overlap ``backbone_baseline``)."""
+    length_correlation: bool = True
+    """Per selected set: Spearman correlation of the set's mean activation per text with the response length."""
+
+
+# Keys of ``neurons`` that add steps of their own (controls, issue 11). They are left out of the neuron
+# steps' parameters, so switching them on or off never changes the cache keys of the existing steps.
+NEURON_CONTROL_KEYS = ("backbone_baseline", "length_correlation")
 
 
 @dataclass
@@ -100,6 +110,10 @@ class AblationSection:
     max_items: int | dict[str, int] | None = None
     """None: the evaluation's max_items (an int or a {benchmark: N, default: N} mapping)."""
     random_seed: int = 0
+    random_per_set: bool = False
+    """With the ``random`` set: also a size-matched random set for helpful-only and harmless-only in the
+    mixed RM (beside the one for shared), so every ablated set has its own control in ``ablation_stats``.
+    Off by default: switching it on re-runs the mixed ablations (it is then part of their parameters)."""
     curves: CurvesSection = field(default_factory=CurvesSection)
 
 

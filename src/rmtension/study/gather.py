@@ -117,7 +117,7 @@ def _curve_rows(step, backbone: str, seed: int, rm_objective: str, methods: list
 def summarise(plan: "Plan") -> dict[str, Any]:
     cfg = plan.cfg
     out: dict[str, Any] = {"runs": [], "retention": [], "calibration": [], "neurons": [], "overlap": [],
-                           "ablation": [], "curves": []}
+                           "ablation": [], "curves": [], "neuron_length": [], "ablation_stats": []}
     for (b, o, s), tr in plan.train.items():
         ev = plan.eval[(b, o, s)]
         if not (tr.done() and ev.done()):
@@ -129,7 +129,9 @@ def summarise(plan: "Plan") -> dict[str, Any]:
                                       "train_loss": t.get("train_loss"), "heldout_accuracy": t.get("heldout_accuracy"),
                                       "wall_time_s": t.get("wall_time_s")},
                             "eval": res["benchmarks"], "items_file": str(ev.folder / "items.jsonl")})
-    for (b, o, s), nr in plan.neurons.items():
+    # the untrained backbone's rows (objective "backbone") come after the RMs' (docs/STUDY_FORMAT.md)
+    neuron_steps = [*plan.neurons.items(), *(((b, "backbone", s), st) for (b, s), st in plan.backbone.items())]
+    for (b, o, s), nr in neuron_steps:
         if not nr.done():
             continue
         rmsd = _rmsd_of(nr.folder / "stats.npz")
@@ -149,7 +151,14 @@ def summarise(plan: "Plan") -> dict[str, Any]:
                                    "helpful_harmless": entry.get("helpful_harmless"),
                                    "mixed_retention": mr.get("retention") if mr else None,
                                    "mixed_retention_of_single": mr.get("retention_of_single") if mr else None,
-                                   "mixed_retention_detail": mr})
+                                   "mixed_retention_detail": mr,
+                                   "backbone_baseline": entry.get("backbone_baseline")})
+    for (b, o, s), st in plan.neuron_length.items():
+        if st.done():
+            for method, v in _read(st.folder / "neuron_length.json")["methods"].items():
+                out["neuron_length"].append({"backbone": b, "objective": o, "seed": s, "method": method,
+                                             "site": v["site"], "k": v["k"], "n_texts": v["n_texts"],
+                                             "set_size": v.get("set_size"), "spearman": v["spearman"]})
     out["neurons_seed_mean"], out["overlap_seed_mean"] = seed_mean_neurons(plan)
     out["pooled"], out["contrasts"] = pooled_intervals(out["runs"])
     for (b, s), st in plan.compare.items():
@@ -170,7 +179,64 @@ def summarise(plan: "Plan") -> dict[str, Any]:
     for (b, o, s), st in plan.curves.items():
         if st.done():
             out["curves"].extend(_curve_rows(st, b, s, o, ab.curves.methods, ab.curves.k))
+    out["ablation_stats"] = ablation_stats_rows(plan)
     return out
+
+
+# Each ablated set and the size-matched random set drawn for it in the same step (study/pipeline.py).
+RANDOM_OF = {"own": "random-own", "shared": "random-shared", "helpful-only": "random-helpful-only",
+             "harmless-only": "random-harmless-only"}
+
+
+def _group_members(results: dict) -> dict[tuple[str, str], list[str]]:
+    """(bench, group) → the subsets counted in that group's mean, from a results.json."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for bench, entry in results["benchmarks"].items():
+        for sub, v in entry["subsets"].items():
+            if v.get("in_group_mean") and v.get("group") in ("helpful", "harmless"):
+                out.setdefault((bench, v["group"]), []).append(sub)
+    return out
+
+
+def ablation_stats_rows(plan: "Plan") -> list[dict]:
+    """``ablation_stats``: every ablated set against its size-matched random set, paired per item, over all
+    seeds, Holm-corrected within each table (docs/STUDY_FORMAT.md; rmtension.analysis.ablation_stats).
+
+    Only sets with a random control of their own size enter (own ↔ random-own, shared ↔ random-shared;
+    helpful-only ↔ random-helpful-only and harmless-only ↔ random-harmless-only with
+    ``ablation.random_per_set``).
+    """
+    from rmtension.analysis.ablation_stats import ablation_stats, task_strata
+
+    cfg = plan.cfg
+    steps = [((b, o), s, st) for (b, o, s), st in plan.own_ablation.items()]
+    steps += [((b, "mixed"), s, st) for (b, s), st in plan.mixed_ablation.items()]
+    families: dict[tuple[str, str, str], dict[int, Any]] = {}
+    groups: dict[tuple[str, str, str], dict[tuple[str, str], str]] = {}
+    for (b, o), s, st in steps:
+        if not st.done():
+            continue
+        names = set(st.outcome().get("sets", {}))
+        pairs = [(kind, rnd) for kind, rnd in RANDOM_OF.items() if kind in names and rnd in names]
+        if not pairs:
+            continue
+        base_rows = _items(st.folder / "baseline" / "items.jsonl")
+        members = _group_members(_read(st.folder / "baseline" / "results.json"))
+        for kind, rnd in pairs:
+            key = (b, o, kind)
+            strata = task_strata(base_rows, _items(st.folder / kind / "items.jsonl"),
+                                 _items(st.folder / rnd / "items.jsonl"), members)
+            families.setdefault(key, {})[s] = strata
+            g = groups.setdefault(key, {})
+            for row in base_rows:
+                g[(str(row["benchmark"]), str(row["subset"]))] = row.get("group")
+            for (bench, group) in members:
+                g[(bench, f"{group} (group mean)")] = group
+    rows: list[dict] = []
+    for (b, o, kind), per_seed in families.items():
+        info = {"backbone": b, "rm_objective": o, "set": kind, "method": cfg.ablation.method, "k": cfg.neurons.k}
+        rows.extend(ablation_stats(per_seed, info, groups[(b, o, kind)]))
+    return rows
 
 
 def pooled_intervals(runs: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -1,9 +1,10 @@
 """The study as a graph of cached steps over backbones × objectives × seeds.
 
-Per grid cell (one RM):   train → eval, train → neurons → own-ablation, curves
+Per grid cell (one RM):   train → eval, train → neurons → own-ablation, curves, neuron-length
 Per backbone × seed:       neurons(helpful, harmless) → mixed-ablation (shared / helpful-only /
                            harmless-only / random in the mixed RM); eval ×3 → compare (retention,
-                           calibration); neurons ×3 → overlap
+                           calibration); neurons-backbone (the untrained backbone scored like an RM)
+                           → neuron-length; neurons ×3 (+ neurons-backbone) → overlap
 At the end:                summary.json (gathered from the finished steps) → report
 
 ``--cell`` runs one cell's steps, so independent cells can run as separate jobs (``rmtension plan
@@ -59,6 +60,8 @@ class Plan:
     mixed_ablation: dict[tuple[str, int], Step] = field(default_factory=dict)
     compare: dict[tuple[str, int], Step] = field(default_factory=dict)
     overlap: dict[tuple[str, int], Step] = field(default_factory=dict)
+    backbone: dict[tuple[str, int], Step] = field(default_factory=dict)  # neurons-backbone (issue 11)
+    neuron_length: dict[tuple[str, str, int], Step] = field(default_factory=dict)  # objective "backbone" included
 
     def add(self, step: Step) -> Step:
         step.root = self.root
@@ -128,6 +131,19 @@ def _set_path(neuron_step: Step, method: str) -> Path:
     return neuron_step.folder / "sets" / f"{method}.json"
 
 
+def _neuron_params(cfg: StudyConfig) -> dict[str, Any]:
+    """The neuron section as step parameters, without the keys that only switch extra steps on
+    (``NEURON_CONTROL_KEYS``): a study that adds them keeps every cached neuron step."""
+    from rmtension.study.config import NEURON_CONTROL_KEYS
+
+    return {k: v for k, v in dataclasses.asdict(cfg.neurons).items() if k not in NEURON_CONTROL_KEYS}
+
+
+# Parameters of a neuron-length step (its pairs and sets come from its neuron step, a dependency).
+LENGTH_PARAMS: dict[str, Any] = {"activation": "set-mean-per-text", "length": "response-tokens",
+                                 "interval": "bootstrap-pairs-2000"}
+
+
 # ----------------------------------------------------------------------------- actions
 
 
@@ -174,30 +190,106 @@ def _rm_score_seed(seed: int, train_step: Step) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+def _neuron_request(cfg: StudyConfig, train_step: Step, source: str, data_dir: str | None):
+    """The ``neurons score`` request of one RM's neuron step (shared with its neuron-length step: same pairs)."""
+    from rmtension.neurons.pipeline import ScoreRequest
+
+    nc = cfg.neurons
+    return ScoreRequest(rm=str(_rm_dir(train_step)), data=source, method=nc.methods[0], site=nc.site,
+                        data_dir=data_dir, max_pairs=nc.max_pairs, split="train", batch_size=nc.batch_size,
+                        max_length=nc.max_length, seed=nc.seed, with_change="change" in nc.methods)
+
+
+def _backbone_methods(cfg: StudyConfig) -> list[str]:
+    """The neuron methods of the backbone baseline: all but ``change`` (the backbone is its own base)."""
+    return [m for m in cfg.neurons.methods if m != "change"]
+
+
+def _backbone_request(cfg: StudyConfig, backbone: str, seed: int, source: str, tcfg, data_dir: str | None):
+    """The backbone baseline's request: the untrained backbone, a head seeded with the study seed, the train
+    side of the split the RMs are trained with, the RMs' template; the same pair sample as an RM's."""
+    from rmtension.data.split import DEFAULT_SALT, HeldoutSplit
+    from rmtension.neurons.pipeline import ScoreRequest
+
+    nc = cfg.neurons
+    return ScoreRequest(rm=None, data=source, method=_backbone_methods(cfg)[0], site=nc.site, data_dir=data_dir,
+                        max_pairs=nc.max_pairs, split="train", batch_size=nc.batch_size, max_length=nc.max_length,
+                        seed=nc.seed, base=backbone, backbone_baseline=True, head_seed=seed,
+                        heldout=HeldoutSplit(tcfg.heldout_fraction, DEFAULT_SALT), template=tcfg.template)
+
+
+def _score_and_select(cfg: StudyConfig, step: Step, req, methods: list[str], seed_step: Step, source: str) -> dict:
+    """One statistics pass of ``req``, then the top-k% set of every method (a neuron or neurons-backbone step)."""
+    from rmtension.neurons.pipeline import score_rm
+    from rmtension.neurons.scores import compute_scores
+    from rmtension.neurons.setfile import save_set
+    from rmtension.neurons.sets import location, select_top
+    from rmtension.neurons.stats import save_stats
+
+    nc = cfg.neurons
+    stats, _ = score_rm(req)
+    save_stats(step.folder / "stats.npz", stats)
+    rm_name = stats.meta.get("rm") if req.backbone_baseline else req.rm
+    out = {}
+    for method in methods:
+        scores = compute_scores(stats, method, POOL, _rm_score_seed(nc.seed, seed_step))
+        s = select_top(scores, nc.k, per_layer=nc.per_layer,
+                       meta={"rm": rm_name, "data": source, "method": method, "pool": POOL, "site": nc.site,
+                             "k": nc.k, "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
+        if req.backbone_baseline:
+            s = s.with_meta(objective="backbone", backbone=req.base, head_seed=req.head_seed)
+        save_set(_set_path(step, method), s)
+        out[method] = {"selected": len(s), "total": s.total, "per_layer": s.per_layer(),
+                       "thirds": {k: v["count"] for k, v in location(s).items()}}
+    return out
+
+
 def _do_neurons(cfg: StudyConfig, train_step: Step, source: str, data_dir: str | None) -> Callable[[Step], dict]:
     def action(step: Step) -> dict:
-        from rmtension.neurons.pipeline import ScoreRequest, score_rm
-        from rmtension.neurons.scores import compute_scores
-        from rmtension.neurons.setfile import save_set
-        from rmtension.neurons.sets import location, select_top
-        from rmtension.neurons.stats import save_stats
+        req = _neuron_request(cfg, train_step, source, data_dir)
+        return _score_and_select(cfg, step, req, cfg.neurons.methods, train_step, source)
+    return action
+
+
+def _do_backbone_neurons(cfg: StudyConfig, backbone: str, seed: int, source: str, tcfg,
+                         data_dir: str | None) -> Callable[[Step], dict]:
+    def action(step: Step) -> dict:
+        req = _backbone_request(cfg, backbone, seed, source, tcfg, data_dir)
+        return _score_and_select(cfg, step, req, _backbone_methods(cfg), step, source)
+    return action
+
+
+def _do_neuron_length(cfg: StudyConfig, neuron_step: Step, make_request: Callable[[], Any]) -> Callable[[Step], dict]:
+    """Per set of ``neuron_step``: Spearman of the set's mean activation per text with the response length."""
+    def action(step: Step) -> dict:
+        import numpy as np
+
+        from rmtension.evaluation.lengths import count_response_tokens
+        from rmtension.files import jsonable
+        from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
+        from rmtension.neurons.length import set_length_spearman, text_set_activations
+        from rmtension.neurons.pipeline import prepare
+        from rmtension.neurons.setfile import load_set
 
         nc = cfg.neurons
-        req = ScoreRequest(rm=str(_rm_dir(train_step)), data=source, method=nc.methods[0], site=nc.site,
-                           data_dir=data_dir, max_pairs=nc.max_pairs, split="train", batch_size=nc.batch_size,
-                           max_length=nc.max_length, seed=nc.seed, with_change="change" in nc.methods)
-        stats, _ = score_rm(req)
-        save_stats(step.folder / "stats.npz", stats)
-        out = {}
-        for method in nc.methods:
-            scores = compute_scores(stats, method, POOL, _rm_score_seed(nc.seed, train_step))
-            s = select_top(scores, nc.k, per_layer=nc.per_layer,
-                           meta={"rm": req.rm, "data": source, "method": method, "pool": POOL, "site": nc.site,
-                                 "k": nc.k, "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
-            save_set(_set_path(step, method), s)
-            out[method] = {"selected": len(s), "total": s.total, "per_layer": s.per_layer(),
-                           "thirds": {k: v["count"] for k, v in location(s).items()}}
-        return out
+        prep = prepare(make_request())
+        scorer = RewardScorer(prep.model, prep.tokenizer, ScorerConfig(batch_size=nc.batch_size,
+                                                                       max_length=nc.max_length, progress=False))
+        texts = [t for pair in prep.texts for t in pair]
+        responses = [r for p in prep.pairs for r in (p.chosen, p.rejected)]
+        pair_of = np.repeat(np.arange(len(prep.pairs)), 2)
+        sets = {m: load_set(_set_path(neuron_step, m)) for m in neuron_step.outcome()}
+        acts = text_set_activations(scorer, texts, {m: s.mask for m, s in sets.items()}, site=nc.site)
+        lengths = count_response_tokens(texts, responses, prep.tokenizer, scorer.max_length)
+        methods = {m: {"site": nc.site, "k": nc.k, "set_size": len(sets[m]),
+                       "spearman": {k: v for k, v in set_length_spearman(acts[m], lengths, pair_of).items()
+                                    if k != "n_texts"},
+                       "n_texts": len(texts)} for m in sets}
+        write_json_atomic(step.folder / "neuron_length.json", jsonable(
+            {"length_unit": "tokens", "activation": "mean over the set's neurons of each neuron's mean activation "
+             "over the text's real tokens", "pairs": len(prep.pairs), "mean_length": float(np.mean(lengths)),
+             "methods": methods}))
+        return jsonable({m: v["spearman"]["value"] for m, v in methods.items()})  # NaN (a constant side) → null
     return action
 
 
@@ -262,6 +354,13 @@ def _do_mixed_ablation(cfg: StudyConfig, mixed_train: Step, helpful_neurons: Ste
             r = random_like(sh, ab.random_seed)
             r.meta["random_of"] = "shared"
             named.append(("random-shared", r))
+            if ab.random_per_set:  # a control of its own size for each single-objective part (seeds apart)
+                for offset, (kind, part) in enumerate((("helpful-only", a_only(nh, na)),
+                                                       ("harmless-only", b_only(nh, na))), start=1):
+                    if kind in ab.sets:
+                        r = random_like(part, ab.random_seed + offset)
+                        r.meta["random_of"] = kind
+                        named.append((f"random-{kind}", r))
         if not named:
             return {"sets": {}}
         benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
@@ -301,7 +400,7 @@ def _do_compare(cfg: StudyConfig, evals: dict[str, Step]):
     return action
 
 
-def _do_overlap(cfg: StudyConfig, neurons: dict[str, Step]):
+def _do_overlap(cfg: StudyConfig, neurons: dict[str, Step], backbone: Step | None = None):
     def action(step: Step) -> dict:
         from rmtension.neurons.setfile import load_set
         from rmtension.neurons.sets import overlap, retention
@@ -314,6 +413,12 @@ def _do_overlap(cfg: StudyConfig, neurons: dict[str, Step]):
                 entry["helpful_harmless"] = overlap(sets["helpful"], sets["harmless"])
             if len(sets) == 3:
                 entry["mixed_retention"] = retention(sets["mixed"], sets["helpful"], sets["harmless"])
+            if backbone is not None and _set_path(backbone, method).is_file():
+                # each RM's set against the untrained backbone's set of the same method (issue 11)
+                base = load_set(_set_path(backbone, method))
+                entry["backbone_baseline"] = {o: {k: v for k, v in overlap(s, base).items()
+                                                  if k in ("jaccard", "shared", "a", "b")}
+                                              for o, s in sets.items()}
             out[method] = entry
         write_json_atomic(step.folder / "overlap.json", out)
         return {}
@@ -356,10 +461,15 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 plan.eval[key] = plan.add(Step("eval", f"{_safe(b)}/{o}-s{s}", ev_params, _do_eval(cfg, tr, dd),
                                                deps=[tr], cell=cell))
                 src = _neuron_source(cfg, o)
-                n_params = {**dataclasses.asdict(cfg.neurons), "source": src, "pool": POOL}
+                n_params = {**_neuron_params(cfg), "source": src, "pool": POOL}
                 nr = plan.add(Step("neurons", f"{_safe(b)}/{o}-s{s}", n_params, _do_neurons(cfg, tr, src, dd),
                                    deps=[tr], cell=cell))
                 plan.neurons[key] = nr
+                if cfg.neurons.length_correlation:
+                    plan.neuron_length[key] = plan.add(Step(
+                        "neuron-length", f"{_safe(b)}/{o}-s{s}", LENGTH_PARAMS,
+                        _do_neuron_length(cfg, nr, lambda tr=tr, src=src: _neuron_request(cfg, tr, src, dd)),
+                        deps=[tr, nr], cell=cell))
                 if ab.enabled and ({"own", "random"} & set(ab.sets)):
                     a_params = {"sets": [x for x in ab.sets if x in ("own", "random")], "method": ab.method,
                                 "benchmarks": ab.benchmarks or cfg.evaluation.benchmarks,
@@ -384,13 +494,33 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                                 "benchmarks": ab.benchmarks or cfg.evaluation.benchmarks,
                                 "max_items": ab.max_items if ab.max_items is not None else cfg.evaluation.max_items,
                                 "random_seed": ab.random_seed, "eval": ev_params}
+                    if ab.random_per_set and "random" in mixed_sets:  # only when on: keys of earlier studies kept
+                        m_params["random_per_set"] = True
                     deps = [plan.train[(b, "mixed", s)], plan.neurons[(b, "helpful", s)], plan.neurons[(b, "harmless", s)]]
                     plan.mixed_ablation[(b, s)] = plan.add(Step("ablate-mixed", f"{_safe(b)}/s{s}", m_params,
                                                                 _do_mixed_ablation(cfg, *deps, dd), deps=deps))
+            bk = None
+            if cfg.neurons.backbone_baseline and _backbone_methods(cfg):
+                # the untrained backbone on the mixed objective's data (helpful and harmless pairs alike)
+                src = _neuron_source(cfg, "mixed")
+                tcfg = _train_config(cfg, b, "mixed", s, dd)
+                bk_params = {**_neuron_params(cfg), "methods": _backbone_methods(cfg), "source": src, "pool": POOL,
+                             "backbone": b, "head_seed": s, "heldout_fraction": tcfg.heldout_fraction,
+                             "template": tcfg.template}
+                bk = plan.add(Step("neurons-backbone", f"{_safe(b)}/backbone-s{s}", bk_params,
+                                   _do_backbone_neurons(cfg, b, s, src, tcfg, dd)))
+                plan.backbone[(b, s)] = bk
+                if cfg.neurons.length_correlation:
+                    plan.neuron_length[(b, "backbone", s)] = plan.add(Step(
+                        "neuron-length", f"{_safe(b)}/backbone-s{s}", LENGTH_PARAMS,
+                        _do_neuron_length(cfg, bk, lambda b=b, s=s, src=src, tcfg=tcfg:
+                                          _backbone_request(cfg, b, s, src, tcfg, dd)),
+                        deps=[bk]))
             nsteps = {o: plan.neurons[(b, o, s)] for o in cfg.objectives}
             if len(nsteps) >= 2:
                 plan.overlap[(b, s)] = plan.add(Step("overlap", f"{_safe(b)}/s{s}", {"methods": cfg.neurons.methods},
-                                                     _do_overlap(cfg, nsteps), deps=list(nsteps.values())))
+                                                     _do_overlap(cfg, nsteps, bk),
+                                                     deps=list(nsteps.values()) + ([bk] if bk is not None else [])))
     return plan
 
 
