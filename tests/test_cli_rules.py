@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_walk import commands
 
 from rmtension import names
 from rmtension.cli.main import build_parser, main
@@ -26,18 +27,9 @@ from rmtension.cli.main import build_parser, main
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    """(command path, parser) for the program and every (sub)command."""
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _commands(sub, path + (name,))
-
-
 def _leaves() -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     """The commands that do something (no further subcommands)."""
-    return [(path, p) for path, p in _commands(build_parser())
+    return [(path, p) for path, p in commands(build_parser())
             if path and not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
 
 
@@ -96,7 +88,7 @@ def test_the_program_help_runs_as_a_command():
 
 
 def test_every_command_has_a_description():
-    for path, parser in _commands(build_parser()):
+    for path, parser in commands(build_parser()):
         assert parser.description and len(parser.description) > 30, " ".join(path) or "rmtension"
 
 

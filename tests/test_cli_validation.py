@@ -19,6 +19,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from cli_walk import commands
 
 from rmtension import validate as V
 from rmtension.cli.main import build_parser, main
@@ -50,18 +51,9 @@ def _assert_one_line_refusal(rc: int, err: str, *needles: str) -> None:
 # ----------------------------------------------------------------------------- the parser, walked
 
 
-def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    """(command path, parser) for the program and every (sub)command."""
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _commands(sub, path + (name,))
-
-
 def _numeric_options() -> list[tuple[tuple[str, ...], str, V.Rule | V.ListRule]]:
     out = []
-    for path, parser in _commands(build_parser()):
+    for path, parser in commands(build_parser()):
         for action, rule in V.rules_of(parser._actions):
             out.append((path, action.option_strings[-1] if action.option_strings else action.dest, rule))
     return out
@@ -95,7 +87,7 @@ def test_the_walk_finds_the_options_the_issue_names():
 
 def test_no_option_reads_a_bare_int_or_float():
     """A new numeric option must name a rule of rmtension.validate, or it would accept -1, 0 and nan."""
-    for path, parser in _commands(build_parser()):
+    for path, parser in commands(build_parser()):
         for action in parser._actions:
             assert action.type not in (int, float), (path, action.option_strings)
 
