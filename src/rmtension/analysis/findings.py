@@ -124,8 +124,9 @@ def _f(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _ci(ci: Any) -> tuple[float | None, float | None]:
-    """An interval given as ``{"low", "high"}`` or ``[low, high]``."""
+def interval_bounds(ci: Any) -> tuple[float | None, float | None]:
+    """An interval given as ``{"low", "high"}`` (results.json) or ``[low, high]`` (length controls), as finite
+    floats or None: the two spellings the summary uses, read in one place."""
     if isinstance(ci, Mapping):
         return _f(ci.get("low")), _f(ci.get("high"))
     if isinstance(ci, (list, tuple)) and len(ci) == 2:
@@ -172,7 +173,7 @@ def _iv(low: float | None, high: float | None, scale: float = 100.0) -> str:
 def contrast_evidence(row: Entry, direction: int, label: str) -> Evidence:
     """One RM-vs-RM contrast of a group mean under the interval, minimum-n and length rules."""
     est = _f(row.get("diff"))
-    low, high = _ci(row.get("ci95"))
+    low, high = interval_bounds(row.get("ci95"))
     subsets = row.get("subsets") if isinstance(row.get("subsets"), Mapping) else {}
     sizes = [int(v) for v in subsets.values()] or ([int(row["n_items"])] if _f(row.get("n_items")) is not None else [])
     n = int(row["n_items"]) if _f(row.get("n_items")) is not None else (sum(sizes) if sizes else None)
@@ -189,7 +190,7 @@ def contrast_evidence(row: Entry, direction: int, label: str) -> Evidence:
     if lm is None:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; no length-matched pairs to check it on")
     lm_n = int(_f(lm.get("min_subset_items")) or 0)
-    l_low, l_high = _ci(lm.get("ci95"))
+    l_low, l_high = interval_bounds(lm.get("ci95"))
     if lm_n < MIN_ITEMS:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; a subset has only {lm_n} items with length-matched pairs "
                                        f"(< {MIN_ITEMS}) to check it on")
@@ -244,7 +245,7 @@ def finding_b(contrasts: Sequence[Entry]) -> Finding:
 
 def ablation_evidence(row: Entry, label: str) -> Evidence:
     """One set-vs-random ablation row under the Holm, interval and minimum-n rules (paper: diff < 0)."""
-    est, (low, high) = _f(row.get("diff")), _ci(row.get("ci95"))
+    est, (low, high) = _f(row.get("diff")), interval_bounds(row.get("ci95"))
     # ``n_items`` counts items over all seeds (rmtension.analysis.ablation_stats sums its strata over seeds):
     # the minimum-n rule is about items, so it takes the items per seed
     seeds = row.get("seeds") if isinstance(row.get("seeds"), list) and row.get("seeds") else [None]
@@ -312,9 +313,9 @@ def finding_d(stats: Sequence[Entry]) -> Finding:
             same = [r for r in rows if r.get("set") != "shared" and all(
                 r.get(k) == s.get(k) for k in ("backbone", "method", "k", "task"))]
             ev = ablation_evidence(s, _label(s))
-            d, (lo, hi) = _f(s.get("diff")), _ci(s.get("ci95"))
-            clearly_more = [r for r in same if _ci(r.get("ci95"))[1] is not None and lo is not None
-                            and _ci(r.get("ci95"))[1] < lo]  # type: ignore[operator]
+            d, (lo, hi) = _f(s.get("diff")), interval_bounds(s.get("ci95"))
+            clearly_more = [r for r in same if interval_bounds(r.get("ci95"))[1] is not None and lo is not None
+                            and interval_bounds(r.get("ci95"))[1] < lo]  # type: ignore[operator]
             more_by_point = [r for r in same if _f(r.get("diff")) is not None and d is not None
                              and _f(r.get("diff")) < d]  # type: ignore[operator]
             if clearly_more:

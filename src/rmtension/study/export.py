@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rmtension.files import write_atomic
+from rmtension.analysis.findings import interval_bounds
 
 CSV_FILE = "summary.csv"
 PARQUET_FILE = "summary.parquet"
@@ -34,14 +35,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return None if math.isnan(value) else float(value)
-
-
-def _ci(ci: Any) -> tuple[float | None, float | None]:
-    if isinstance(ci, dict):
-        return _number(ci.get("low")), _number(ci.get("high"))
-    if isinstance(ci, (list, tuple)) and len(ci) == 2:
-        return _number(ci[0]), _number(ci[1])
-    return None, None
 
 
 def _row(run: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -63,16 +56,16 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
             for subset, s in (entry.get("subsets") or {}).items():
                 where = dict(benchmark=bench, subset=subset, task=s.get("task"), group=s.get("group"),
                              in_group_mean=s.get("in_group_mean"), scoring=s.get("metric"), n=s.get("n"))
-                low, high = _ci(s.get("ci95"))
+                low, high = interval_bounds(s.get("ci95"))
                 rows.append(_row(run, **where, metric="score", value=_number(s.get("score")), ci95_low=low,
                                  ci95_high=high))
                 if "strict_score" in s:
-                    low, high = _ci(s.get("strict_ci95"))
+                    low, high = interval_bounds(s.get("strict_ci95"))
                     rows.append(_row(run, **where, metric="strict_score", value=_number(s.get("strict_score")),
                                      ci95_low=low, ci95_high=high))
             cis = entry.get("groups_ci95") or {}
             for group, value in (entry.get("groups") or {}).items():
-                low, high = _ci(cis.get(group))
+                low, high = interval_bounds(cis.get(group))
                 rows.append(_row(run, benchmark=bench, group=group, metric="group_mean", value=_number(value),
                                  ci95_low=low, ci95_high=high))
             agg = entry.get("aggregate") or {}
@@ -85,7 +78,7 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                     ci = agg_ci.get(key)
                     if part is not None:
                         ci = ci.get(part) if isinstance(ci, dict) else None
-                    low, high = _ci(ci)
+                    low, high = interval_bounds(ci)
                     metric = f"aggregate:{key}" if part is None else f"aggregate:{key}.{part}"
                     rows.append(_row(run, benchmark=bench, metric=metric, value=_number(number), ci95_low=low,
                                      ci95_high=high, n=agg.get("items")))
