@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_walk import commands
+from cli_walk import commands, run_main
 
 from rmtension import names
 from rmtension.cli.main import build_parser, main
@@ -33,13 +33,7 @@ def _leaves() -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
             if path and not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
 
 
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return rc, out, err
+_run = run_main
 
 
 # ----------------------------------------------------------------------------- --help without torch

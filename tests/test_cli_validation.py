@@ -19,7 +19,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from cli_walk import commands
+from cli_walk import commands, run_main
 
 from rmtension import validate as V
 from rmtension.cli.main import build_parser, main
@@ -28,14 +28,7 @@ from rmtension.errors import InputError, RmtensionError
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    """main() in-process; argparse errors raise SystemExit, which counts as the exit code."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return rc, out, err
+_run = run_main
 
 
 def _assert_one_line_refusal(rc: int, err: str, *needles: str) -> None:
