@@ -173,5 +173,5 @@ def test_pairing_and_a_real_difference_is_supported(tmp_path: Path):
     assert mh["ci95"]["high"] < 0  # the mixed RM trails the harmless RM on harmless items
     assert finding_a(contrasts).verdict in (SUPPORTED, INCONCLUSIVE_LENGTH)
     with pytest.raises(Exception, match="gone.jsonl"):
-        from rmtension.analysis.pooled import read_items
-        read_items(tmp_path / "gone.jsonl")
+        from rmtension.data.io import read_jsonl  # the reader the study's gather uses for items files
+        read_jsonl(tmp_path / "gone.jsonl")

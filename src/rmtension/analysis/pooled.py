@@ -25,21 +25,18 @@ Statistics (all on the per-item rows of ``items.jsonl``):
 
 Percentile intervals (95%, :data:`N_RESAMPLES` resamples from ``numpy.random.default_rng(SEED)``);
 resamples where a ratio is undefined (no matched cell drawn) are dropped, as in
-:mod:`rmtension.analysis.length`. Everything is numpy; the only side effect is :func:`read_items`.
+:mod:`rmtension.analysis.length`. Everything is numpy, with no side effects (the study's gather reads the items files).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from rmtension.analysis.length import _percentile_ci, cells, draw_counts, matched_mask
-from rmtension.errors import InputError
 
 N_RESAMPLES = 2000
 SEED = 0
@@ -269,13 +266,3 @@ def _summary(strata: list[list[SubsetData]], members: list[tuple[str, str]], n_r
                                  "n_cells": int(sum(float(st[0].cells[:, 0].sum()) for st in strata)),
                                  "n_items": sum(matched_items), "min_subset_items": min(matched_items)}
     return out
-
-
-def read_items(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of one ``items.jsonl`` (one line error naming the file when it cannot be read)."""
-    p = Path(path)
-    try:
-        with p.open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InputError(p, f"cannot read per-item scores ({exc})") from None

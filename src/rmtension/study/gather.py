@@ -243,9 +243,9 @@ def pooled_intervals(runs: list[dict]) -> tuple[list[dict], list[dict]]:
     """``pooled`` and ``contrasts`` (docs/STUDY_FORMAT.md): accuracies and RM-vs-RM differences with
     intervals over items and seeds together, from each run's items.jsonl
     (:func:`rmtension.analysis.pooled.pooled_entries`). Runs whose items file is gone are left out."""
-    from rmtension.analysis.pooled import pooled_entries, read_items
+    from rmtension.analysis.pooled import pooled_entries
 
-    items = {r["items_file"]: read_items(r["items_file"]) for r in runs
+    items = {r["items_file"]: read_jsonl(r["items_file"]) for r in runs
              if r.get("items_file") and Path(r["items_file"]).is_file()}
     return pooled_entries(runs, items)
 
