@@ -37,11 +37,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rmtension.analysis.length import _percentile_ci, cells, draw_counts, matched_mask
+from rmtension.bench.types import METRIC_TIES  # a composite score: no per-item mean
 
 N_RESAMPLES = 2000
 SEED = 0
 GROUPS = ("helpful", "harmless")
-METRIC_TIES = "ties"  # rmtension.bench.types.METRIC_TIES (a composite score: no per-item mean)
 # Contrasts gathered into summary.json: (a, b, name); the difference is a − b.
 CONTRASTS: tuple[tuple[str, str], ...] = (("helpful", "harmless"), ("mixed", "helpful"), ("mixed", "harmless"))
 METHOD = f"two-way percentile bootstrap (items × seeds), {N_RESAMPLES} resamples, seed {SEED}"
