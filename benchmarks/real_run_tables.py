@@ -129,13 +129,16 @@ def _set_dir(study: Path, ab: dict, name: str) -> Path | None:
     """The eval folder (items.jsonl, results.json) of set ``name`` (or "baseline") in the ablation step that ran ``ab``.
 
     Own-neuron ablations live in ``ablate-own/<backbone>__<objective>-s<seed>-<key>``, the mixed RM's
-    shared / helpful-only / harmless-only sets in ``ablate-mixed/<backbone>__s<seed>-<key>``.
+    shared / helpful-only / harmless-only sets in ``ablate-mixed/<backbone>__s<seed>-<key>``; inside a step,
+    a set's folder is found in either sweep layout (``rmtension.ablation.report.set_dir``).
     """
+    from rmtension.ablation.report import BASELINE_DIR, set_dir
+
     for folder in (f"ablate-own/{ab['backbone']}__{ab['rm_objective']}-s{ab['seed']}-*",
                    f"ablate-mixed/{ab['backbone']}__s{ab['seed']}-*"):
-        found = sorted(study.glob(f"steps/{folder}/{ab['name']}/items.jsonl"))
-        if found:
-            return found[0].parent.parent / name
+        for step in sorted(study.glob(f"steps/{folder}")):
+            if (set_dir(step, ab["name"]) / "items.jsonl").is_file():
+                return step / BASELINE_DIR if name == "baseline" else set_dir(step, name)
     return None
 
 

@@ -6,7 +6,7 @@
 * ``sweep``: ``sweep()`` / ``score_sweep()`` — many sets on the same texts, sharing tokenisation,
   batching, the baseline and every layer below each set's lowest ablated layer.
 * ``resume``: ``LayerResume`` — how a forward pass restarts at layer s, for any layer loop.
-* ``plan``: named sets for a sweep — files, random controls, top-k% curves.
+* ``named_sets``: the named sets a sweep ablates — files, random controls, top-k% curves.
 * ``report``: deltas vs. the baseline, ``sweep.json`` / ``sweep.csv`` and the per-set folders.
 
 The imports are eager (this package needs torch anyway; the CLI imports it only when a command
@@ -20,7 +20,7 @@ from __future__ import annotations
 from rmtension.ablation.ablate import (
     MODES, Ablation, ablate, ablation_from_file, apply_ablation, load_means, prepare, random_like,
 )
-from rmtension.ablation.plan import curve_sets, parse_k_list, random_controls, sets_from_files
+from rmtension.ablation.named_sets import curve_sets, parse_k_list, random_controls, sets_from_files
 from rmtension.ablation.report import deltas, write_sweep
 from rmtension.ablation.resume import LayerResume
 from rmtension.ablation.sweep import SetResult, SweepResult, SweepStats, score_sweep, sweep

@@ -3,7 +3,7 @@
 Layout of ``OUT`` (every file written atomically):
 
 * ``baseline/results.json`` and ``baseline/items.jsonl`` — the unablated RM, the ``rmtension eval`` contract;
-* ``sets/<name>/results.json`` and ``items.jsonl`` — one per set, the same contract plus
+* ``sets/<safe_name>/results.json`` and ``items.jsonl`` — one per set, the same contract plus
   ``"ablation"`` (set metadata, mode, site, start layer) and ``"delta_vs_baseline"``;
 * ``sweep.json`` — baseline numbers, per set its size and per-subset / per-group / aggregate
   score and delta, and what the shared work saved (``SweepStats``);
@@ -13,6 +13,10 @@ Layout of ``OUT`` (every file written atomically):
 
 A delta is ablated − baseline (negative: the ablation hurt). Items ``lost`` were more correct
 in the baseline than under the ablation, ``gained`` the reverse.
+
+``rmtension ablate`` and the study's ablation and curve steps both write this layout. Study steps
+written before they did (each set in ``<step>/<name>/``, no ``sweep.json``) are still read:
+:func:`set_dir` finds a set's folder in either layout.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any, Iterator
 from rmtension.evaluation.evaluate import EvalResult, write_eval
 from rmtension.files import write_atomic, write_json_atomic
 
+BASELINE_DIR = "baseline"
+SETS_DIR = "sets"
 CSV_FIELDS = ("set", "count", "site", "mode", "start_layer", "benchmark", "level", "name", "group", "metric", "n",
               "score", "baseline", "delta")
 
@@ -116,13 +122,32 @@ def safe_name(name: str) -> str:
     return cleaned[:120]
 
 
-def write_sweep(out_dir: str | Path, sweep_result: Any, extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write the layout described in the module docstring; ``sweep.json`` last (it marks completion)."""
+def set_dir(out_dir: str | Path, name: str) -> Path:
+    """The folder (results.json, items.jsonl) of set ``name`` in a sweep folder: ``sets/<safe_name>/``.
+
+    A study step written before the study wrote through :func:`write_sweep` keeps each set in
+    ``<name>/`` beside ``baseline/``; that folder is returned where it exists and the current one
+    does not, so a cached study resumed by newer code reads its old steps unchanged.
+    """
     out = Path(out_dir)
-    write_eval(out / "baseline", sweep_result.baseline)
+    current = out / SETS_DIR / safe_name(name)
+    legacy = out / name
+    if not current.is_dir() and (legacy / "results.json").is_file():
+        return legacy
+    return current
+
+
+def write_sweep(out_dir: str | Path, sweep_result: Any, extra: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write the layout described in the module docstring; ``sweep.json`` last (it marks completion).
+
+    Each set's ``dir`` in ``sweep.json`` is relative to ``out_dir`` (``sets/<safe_name>``), so a moved
+    folder stays readable.
+    """
+    out = Path(out_dir)
+    write_eval(out / BASELINE_DIR, sweep_result.baseline)
     dirs: dict[str, Path] = {}
     for sr in sweep_result.sets:
-        d = out / "sets" / safe_name(sr.ablation.name)
+        d = out / SETS_DIR / safe_name(sr.ablation.name)
         if d in dirs.values():
             raise ValueError(f"two sets map to the folder {d}; give them distinct names")
         write_eval(d, sr.result)
@@ -135,6 +160,6 @@ def write_sweep(out_dir: str | Path, sweep_result: Any, extra: dict[str, Any] | 
     write_atomic(out / "sweep.csv", lambda fh: fh.write(buf.getvalue()))
     info = summary(sweep_result, extra)
     for s in info["sets"]:
-        s["dir"] = str(dirs[s["name"]])
+        s["dir"] = dirs[s["name"]].relative_to(out).as_posix()
     write_json_atomic(out / "sweep.json", info)
     return dirs

@@ -98,7 +98,7 @@ def score_sweep(scorer: RewardScorer, texts: Sequence[str], ablations: Sequence[
                 sites: ModelSites | None = None, desc: str = "ablation sweep") -> tuple[np.ndarray, list[np.ndarray], SweepStats]:
     """Baseline scores and one score array per ablation, for ``texts`` in input order.
 
-    ``share=False`` runs a full pass per set (still one plan and one baseline); it exists for
+    ``share=False`` runs a full pass per set (still one batching and one baseline); it exists for
     checks and benchmarks of the sharing itself.
     """
     t0 = time.perf_counter()

@@ -207,13 +207,14 @@ def _group_contrasts(contrasts: Sequence[Entry], name: str, group: str) -> list[
             and str(c.get("task", "")).endswith(GROUP_SUFFIX)]
 
 
-def _contrast_finding(key: str, contrasts: Sequence[Entry], plan: Sequence[tuple[str, str, int, str]]) -> Finding:
+def _contrast_finding(key: str, contrasts: Sequence[Entry], expected: Sequence[tuple[str, str, int, str]]) -> Finding:
+    """Finding ``key`` from the contrasts that ``expected`` names: (contrast, group, sign the paper reports, what)."""
     if not contrasts:
         return Finding(key, CLAIMS[key], NOT_RUN, "summary.json has no `contrasts` (gathered before pooled "
                                                    "intervals existed, or without per-item files)")
     evidence: list[Evidence] = []
     missing: list[str] = []
-    for name, group, direction, what in plan:
+    for name, group, direction, what in expected:
         rows = _group_contrasts(contrasts, name, group)
         if not rows:
             missing.append(what)

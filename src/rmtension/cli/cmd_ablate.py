@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _named_sets(args: argparse.Namespace) -> list:
-    from rmtension.ablation.plan import curve_sets, random_controls, sets_from_files, unique_names
+    from rmtension.ablation.named_sets import curve_sets, random_controls, sets_from_files, unique_names
     from rmtension.errors import RmtensionError
 
     if not (args.sets or args.random_like or args.scores):

@@ -15,12 +15,12 @@ def add_groups(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="inspect benchmarks",
+    p = sub.add_parser("bench", help="inspect reward-model benchmarks (RewardBench, RM-Bench, ...)",
                        description="List the registered reward-model benchmarks and show what one holds: items per "
                        "subset, each subset's metric and its helpful/harmless group.")
     bsub = p.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
     bsub.required = True
-    show = bsub.add_parser("show", help="summarise a benchmark: items per subset and their groups",
+    show = bsub.add_parser("show", help="summarise a reward-model benchmark: items per subset and their groups",
                            description="Load a benchmark (from --data-dir, else the hub) and print its items per "
                            "subset, each subset's group (helpful or harmless) and metric, and the loader's notes.")
     show.add_argument("benchmark", help=f"a registered name ({', '.join(BENCHMARKS.names())}), "
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json(show)
     add_groups(show)
     show.set_defaults(func=run_show)
-    ls = bsub.add_parser("list", help="list registered benchmark names",
+    ls = bsub.add_parser("list", help="list the registered reward-model benchmarks",
                          description="Print the names `--bench` and study configs accept, one a line.")
     add_json(ls)
     ls.set_defaults(func=lambda a: emit(a, BENCHMARKS.names(), "\n".join(BENCHMARKS.names())))

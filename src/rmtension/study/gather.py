@@ -54,45 +54,57 @@ def _hist(before: list[float], after: list[float], bins: int = HIST_BINS) -> dic
             "after": np.histogram(after, edges)[0].tolist()}
 
 
-def _ablation_entry(base: dict, abl: dict) -> dict[str, Any]:
-    """Per benchmark: per-subset score/baseline/delta and the same for the group means."""
+def _ablation_entry(base: dict, abl: dict, where: Path) -> dict[str, Any]:
+    """Per benchmark: per-subset score/baseline/delta and the same for the helpful and harmless group means.
+
+    The deltas are the ones the sweep stored in the set's results.json (``delta_vs_baseline``, from
+    :func:`rmtension.ablation.report.deltas`; every study version wrote them), not computed again here.
+    """
+    stored = abl.get("delta_vs_baseline")
+    if not isinstance(stored, dict):
+        raise InputError(where, "no delta_vs_baseline: not written by an rmtension ablation sweep; delete its "
+                         "step folder and run the study again")
     out: dict[str, Any] = {}
     for bench, entry in abl["benchmarks"].items():
-        b_entry = base["benchmarks"][bench]
-        subsets = {}
-        for sub, s in entry["subsets"].items():
-            b = b_entry["subsets"][sub]["score"]
-            subsets[sub] = {"group": s["group"], "score": s["score"], "baseline": b,
-                            "delta": None if s["score"] is None or b is None else s["score"] - b}
-        groups = {}
-        for g in ("helpful", "harmless"):
-            a, b = entry["groups"].get(g), b_entry["groups"].get(g)
-            groups[g] = {"score": a, "baseline": b, "delta": None if a is None or b is None else a - b}
+        b_entry, delta = base["benchmarks"][bench], stored[bench]
+        subsets = {sub: {"group": s["group"], "score": s["score"], "baseline": b_entry["subsets"][sub]["score"],
+                         "delta": delta["subsets"].get(sub)} for sub, s in entry["subsets"].items()}
+        groups = {g: {"score": entry["groups"].get(g), "baseline": b_entry["groups"].get(g),
+                      "delta": delta["groups"].get(g)} for g in ("helpful", "harmless")}
         out[bench] = {"subsets": subsets, "groups": groups}
     return out
 
 
+def _sweep_dir(step, name: str | None) -> Path:
+    """The folder of set ``name`` (None: the unablated baseline) of an ablation or curve step, in either
+    sweep layout (:func:`rmtension.ablation.report.set_dir`)."""
+    from rmtension.ablation.report import BASELINE_DIR, set_dir
+
+    return step.folder / BASELINE_DIR if name is None else set_dir(step.folder, name)
+
+
 def _ablation_rows(step, backbone: str, seed: int, rm_objective: str, method: str, k: float) -> list[dict]:
-    folder = step.folder
-    base = _read(folder / "baseline" / "results.json")
-    before = _all_scores(_items(folder / "baseline" / "items.jsonl"))
+    baseline = _sweep_dir(step, None)
+    base = _read(baseline / "results.json")
+    before = _all_scores(_items(baseline / "items.jsonl"))
     rows = []
     for name in step.outcome().get("sets", {}):
-        res = _read(folder / name / "results.json")
-        after = _all_scores(_items(folder / name / "items.jsonl"))
+        folder = _sweep_dir(step, name)
+        res = _read(folder / "results.json")
+        after = _all_scores(_items(folder / "items.jsonl"))
         meta = res.get("ablation") or {}
         set_kind = "random" if name.startswith("random") else name
         rows.append({"backbone": backbone, "seed": seed, "rm_objective": rm_objective, "set": set_kind,
                      "name": name, "method": method, "k": k, "size": meta.get("count", meta.get("size")),
                      "random_of": name.split("random-", 1)[1] if name.startswith("random-") else None,
-                     "benchmarks": _ablation_entry(base, res), "score_hist": _hist(before, after)})
+                     "benchmarks": _ablation_entry(base, res, folder / "results.json"),
+                     "score_hist": _hist(before, after)})
     return rows
 
 
 def _curve_rows(step, backbone: str, seed: int, rm_objective: str, methods: list[str], ks: list[float]) -> list[dict]:
-    folder = step.folder
-    base = _read(folder / "baseline" / "results.json")
-    results = {name: _read(folder / name / "results.json") for name in step.outcome().get("sets", {})}
+    base = _read(_sweep_dir(step, None) / "results.json")
+    results = {name: _read(_sweep_dir(step, name) / "results.json") for name in step.outcome().get("sets", {})}
     rows = []
     for bench, b_entry in base["benchmarks"].items():
         for group in ("helpful", "harmless", "all"):
@@ -220,12 +232,12 @@ def ablation_stats_rows(plan: "Plan") -> list[dict]:
         pairs = [(kind, rnd) for kind, rnd in RANDOM_OF.items() if kind in names and rnd in names]
         if not pairs:
             continue
-        base_rows = _items(st.folder / "baseline" / "items.jsonl")
-        members = _group_members(_read(st.folder / "baseline" / "results.json"))
+        base_rows = _items(_sweep_dir(st, None) / "items.jsonl")
+        members = _group_members(_read(_sweep_dir(st, None) / "results.json"))
         for kind, rnd in pairs:
             key = (b, o, kind)
-            strata = task_strata(base_rows, _items(st.folder / kind / "items.jsonl"),
-                                 _items(st.folder / rnd / "items.jsonl"), members)
+            strata = task_strata(base_rows, _items(_sweep_dir(st, kind) / "items.jsonl"),
+                                 _items(_sweep_dir(st, rnd) / "items.jsonl"), members)
             families.setdefault(key, {})[s] = strata
             g = groups.setdefault(key, {})
             for row in base_rows:

@@ -101,11 +101,11 @@ def _load_benches(names: list[str], max_items: int | dict[str, int] | None, data
     return [subsample(load_benchmark(n, data_dir, split), _limit(max_items, n)) for n in names]
 
 
-def _scorer_config(cfg: StudyConfig):
+def _scorer_config(ev: dict[str, Any]):
+    """The scorer settings of an eval step's params (ablation and curve steps carry those params as ``eval``)."""
     from rmtension.evaluation.scorer import ScorerConfig
 
-    ev = cfg.evaluation
-    return ScorerConfig(batch_size=ev.batch_size, max_length=ev.max_length, dtype=ev.dtype, progress=False)
+    return ScorerConfig(batch_size=ev["batch_size"], max_length=ev["max_length"], dtype=ev["dtype"], progress=False)
 
 
 def _train_config(cfg: StudyConfig, backbone: str, objective: str, seed: int, data_dir: str | None):
@@ -139,18 +139,43 @@ def _neuron_params(cfg: StudyConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(cfg.neurons).items() if k not in NEURON_CONTROL_KEYS}
 
 
+def _ablation_params(cfg: StudyConfig, sets: list[str], ev_params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of an ablate-own or ablate-mixed step: its sets, what they are evaluated on, and the
+    eval step's scorer settings (``eval``)."""
+    ab = cfg.ablation
+    return {"sets": sets, "method": ab.method, "benchmarks": ab.benchmarks or cfg.evaluation.benchmarks,
+            "max_items": ab.max_items if ab.max_items is not None else cfg.evaluation.max_items,
+            "random_seed": ab.random_seed, "eval": ev_params}
+
+
 # Parameters of a neuron-length step (its pairs and sets come from its neuron step, a dependency).
 LENGTH_PARAMS: dict[str, Any] = {"activation": "set-mean-per-text", "length": "response-tokens",
                                  "interval": "bootstrap-pairs-2000"}
 
 
 # ----------------------------------------------------------------------------- actions
+#
+# An action reads what its step computes from its step's ``params`` (and from its dependencies' params and
+# outputs), never from the study config: a step's key hashes its params and its dependencies' keys, so
+# whatever an action reads is in its key by construction. The only values passed in from outside are where
+# things lie (``data_dir``) and where logs go (``report_to``), which do not change a result.
 
 
-def _do_train(tcfg) -> Callable[[Step], dict]:
+def _rm_record(train_step: Step, info: dict[str, Any]) -> dict[str, Any]:
+    """The ``"rm"`` block of an eval or ablation result: which trained RM it scored."""
+    return {"path": str(_rm_dir(train_step)), **{k: info.get(k) for k in ("backbone", "objective", "seed", "template")}}
+
+
+def _do_train(data_dir: str | None, report_to: str) -> Callable[[Step], dict]:
+    """Train the RM whose TrainConfig fields are the step's params (``data_dir`` and ``report_to`` are
+    left out of them: where the data lies and where logs go do not change the RM)."""
     def action(step: Step) -> dict:
+        from rmtension.training.config import TrainConfig
         from rmtension.training.trainer import train
 
+        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "report_to"}
+        tcfg = TrainConfig(**{k: v for k, v in step.params.items() if k in known}, data_dir=data_dir,
+                           report_to=report_to).validate()
         rec = train(tcfg, _rm_dir(step), resume=True)
         m = rec.get("metrics", {})
         return {"heldout_accuracy": m.get("heldout_accuracy"), "pairs_used": rec.get("pairs", {}).get("used"),
@@ -159,21 +184,22 @@ def _do_train(tcfg) -> Callable[[Step], dict]:
     return action
 
 
-def _do_eval(cfg: StudyConfig, train_step: Step, data_dir: str | None) -> Callable[[Step], dict]:
+def _do_eval(train_step: Step, data_dir: str | None) -> Callable[[Step], dict]:
     def action(step: Step) -> dict:
         from rmtension.evaluation.evaluate import evaluate, write_eval
         from rmtension.models.reward_model import load_reward_model
 
-        benches = _load_benches(cfg.evaluation.benchmarks, cfg.evaluation.max_items, data_dir, _rm_dir(train_step))
+        p = step.params
+        benches = _load_benches(p["benchmarks"], p["max_items"], data_dir, _rm_dir(train_step))
         model, tok, info = load_reward_model(_rm_dir(train_step))
-        res = evaluate(model, tok, benches, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg),
-                       grouping=cfg.evaluation.grouping)
-        res.results["rm"] = {"path": str(_rm_dir(train_step)), **{k: info.get(k) for k in ("backbone", "objective", "seed", "template")}}
+        res = evaluate(model, tok, benches, template=info.get("template", "hh"), scorer_config=_scorer_config(p),
+                       grouping=p["grouping"])
+        res.results["rm"] = _rm_record(train_step, info)
         write_eval(step.folder, res)
-        if cfg.evaluation.formats:
+        if p.get("formats"):
             from rmtension.evaluation.formats import model_name, rewardbench_chat_template, write_formats
 
-            write_formats(step.folder, cfg.evaluation.formats, res.results,
+            write_formats(step.folder, p["formats"], res.results,
                           {"model": model_name(train_step.folder), "chat_template": rewardbench_chat_template(tok, info.get("template", "hh"))})
         return {b: e["groups"] for b, e in res.results["benchmarks"].items()}
     return action
@@ -190,14 +216,15 @@ def _rm_score_seed(seed: int, train_step: Step) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def _neuron_request(cfg: StudyConfig, train_step: Step, source: str, data_dir: str | None):
-    """The ``neurons score`` request of one RM's neuron step (shared with its neuron-length step: same pairs)."""
+def _neuron_request(params: dict[str, Any], train_step: Step, data_dir: str | None):
+    """The ``neurons score`` request of one RM's neuron step, from that step's params (shared with its
+    neuron-length step: same pairs)."""
     from rmtension.neurons.pipeline import ScoreRequest
 
-    nc = cfg.neurons
-    return ScoreRequest(rm=str(_rm_dir(train_step)), data=source, method=nc.methods[0], site=nc.site,
-                        data_dir=data_dir, max_pairs=nc.max_pairs, split="train", batch_size=nc.batch_size,
-                        max_length=nc.max_length, seed=nc.seed, with_change="change" in nc.methods)
+    p = params
+    return ScoreRequest(rm=str(_rm_dir(train_step)), data=p["source"], method=p["methods"][0], site=p["site"],
+                        data_dir=data_dir, max_pairs=p["max_pairs"], split="train", batch_size=p["batch_size"],
+                        max_length=p["max_length"], seed=p["seed"], with_change="change" in p["methods"])
 
 
 def _backbone_methods(cfg: StudyConfig) -> list[str]:
@@ -205,37 +232,40 @@ def _backbone_methods(cfg: StudyConfig) -> list[str]:
     return [m for m in cfg.neurons.methods if m != "change"]
 
 
-def _backbone_request(cfg: StudyConfig, backbone: str, seed: int, source: str, tcfg, data_dir: str | None):
-    """The backbone baseline's request: the untrained backbone, a head seeded with the study seed, the train
-    side of the split the RMs are trained with, the RMs' template; the same pair sample as an RM's."""
+def _backbone_request(params: dict[str, Any], data_dir: str | None):
+    """The backbone baseline's request, from its step's params: the untrained backbone, a head seeded with the
+    study seed, the train side of the split the RMs are trained with, the RMs' template; the same pair sample
+    as an RM's."""
     from rmtension.data.split import DEFAULT_SALT, HeldoutSplit
     from rmtension.neurons.pipeline import ScoreRequest
 
-    nc = cfg.neurons
-    return ScoreRequest(rm=None, data=source, method=_backbone_methods(cfg)[0], site=nc.site, data_dir=data_dir,
-                        max_pairs=nc.max_pairs, split="train", batch_size=nc.batch_size, max_length=nc.max_length,
-                        seed=nc.seed, base=backbone, backbone_baseline=True, head_seed=seed,
-                        heldout=HeldoutSplit(tcfg.heldout_fraction, DEFAULT_SALT), template=tcfg.template)
+    p = params
+    return ScoreRequest(rm=None, data=p["source"], method=p["methods"][0], site=p["site"], data_dir=data_dir,
+                        max_pairs=p["max_pairs"], split="train", batch_size=p["batch_size"], max_length=p["max_length"],
+                        seed=p["seed"], base=p["backbone"], backbone_baseline=True, head_seed=p["head_seed"],
+                        heldout=HeldoutSplit(p["heldout_fraction"], DEFAULT_SALT), template=p["template"])
 
 
-def _score_and_select(cfg: StudyConfig, step: Step, req, methods: list[str], seed_step: Step, source: str) -> dict:
-    """One statistics pass of ``req``, then the top-k% set of every method (a neuron or neurons-backbone step)."""
+def _score_and_select(step: Step, req, seed_step: Step) -> dict:
+    """One statistics pass of ``req``, then the top-k% set of every method of the step's params (a neuron or
+    neurons-backbone step)."""
     from rmtension.neurons.pipeline import score_rm
     from rmtension.neurons.scores import compute_scores
     from rmtension.neurons.setfile import save_set
     from rmtension.neurons.sets import location, select_top
     from rmtension.neurons.stats import save_stats
 
-    nc = cfg.neurons
+    p = step.params
     stats, _ = score_rm(req)
     save_stats(step.folder / "stats.npz", stats)
     rm_name = stats.meta.get("rm") if req.backbone_baseline else req.rm
     out = {}
-    for method in methods:
-        scores = compute_scores(stats, method, POOL, _rm_score_seed(nc.seed, seed_step))
-        s = select_top(scores, nc.k, per_layer=nc.per_layer,
-                       meta={"rm": rm_name, "data": source, "method": method, "pool": POOL, "site": nc.site,
-                             "k": nc.k, "seed": nc.seed, "selection": "per-layer" if nc.per_layer else "global"})
+    for method in p["methods"]:
+        scores = compute_scores(stats, method, p["pool"], _rm_score_seed(p["seed"], seed_step))
+        s = select_top(scores, p["k"], per_layer=p["per_layer"],
+                       meta={"rm": rm_name, "data": p["source"], "method": method, "pool": p["pool"],
+                             "site": p["site"], "k": p["k"], "seed": p["seed"],
+                             "selection": "per-layer" if p["per_layer"] else "global"})
         if req.backbone_baseline:
             s = s.with_meta(objective="backbone", backbone=req.base, head_seed=req.head_seed)
         save_set(_set_path(step, method), s)
@@ -244,23 +274,21 @@ def _score_and_select(cfg: StudyConfig, step: Step, req, methods: list[str], see
     return out
 
 
-def _do_neurons(cfg: StudyConfig, train_step: Step, source: str, data_dir: str | None) -> Callable[[Step], dict]:
+def _do_neurons(train_step: Step, data_dir: str | None) -> Callable[[Step], dict]:
     def action(step: Step) -> dict:
-        req = _neuron_request(cfg, train_step, source, data_dir)
-        return _score_and_select(cfg, step, req, cfg.neurons.methods, train_step, source)
+        return _score_and_select(step, _neuron_request(step.params, train_step, data_dir), train_step)
     return action
 
 
-def _do_backbone_neurons(cfg: StudyConfig, backbone: str, seed: int, source: str, tcfg,
-                         data_dir: str | None) -> Callable[[Step], dict]:
+def _do_backbone_neurons(data_dir: str | None) -> Callable[[Step], dict]:
     def action(step: Step) -> dict:
-        req = _backbone_request(cfg, backbone, seed, source, tcfg, data_dir)
-        return _score_and_select(cfg, step, req, _backbone_methods(cfg), step, source)
+        return _score_and_select(step, _backbone_request(step.params, data_dir), step)
     return action
 
 
-def _do_neuron_length(cfg: StudyConfig, neuron_step: Step, make_request: Callable[[], Any]) -> Callable[[Step], dict]:
-    """Per set of ``neuron_step``: Spearman of the set's mean activation per text with the response length."""
+def _do_neuron_length(neuron_step: Step, make_request: Callable[[], Any]) -> Callable[[Step], dict]:
+    """Per set of ``neuron_step``: Spearman of the set's mean activation per text with the response length.
+    The pairs, site and scorer settings are the neuron step's (a dependency, so its params are in this key)."""
     def action(step: Step) -> dict:
         import numpy as np
 
@@ -271,17 +299,17 @@ def _do_neuron_length(cfg: StudyConfig, neuron_step: Step, make_request: Callabl
         from rmtension.neurons.pipeline import prepare
         from rmtension.neurons.setfile import load_set
 
-        nc = cfg.neurons
+        nc = neuron_step.params
         prep = prepare(make_request())
-        scorer = RewardScorer(prep.model, prep.tokenizer, ScorerConfig(batch_size=nc.batch_size,
-                                                                       max_length=nc.max_length, progress=False))
+        scorer = RewardScorer(prep.model, prep.tokenizer, ScorerConfig(batch_size=nc["batch_size"],
+                                                                       max_length=nc["max_length"], progress=False))
         texts = [t for pair in prep.texts for t in pair]
         responses = [r for p in prep.pairs for r in (p.chosen, p.rejected)]
         pair_of = np.repeat(np.arange(len(prep.pairs)), 2)
         sets = {m: load_set(_set_path(neuron_step, m)) for m in neuron_step.outcome()}
-        acts = text_set_activations(scorer, texts, {m: s.mask for m, s in sets.items()}, site=nc.site)
+        acts = text_set_activations(scorer, texts, {m: s.mask for m, s in sets.items()}, site=nc["site"])
         lengths = count_response_tokens(texts, responses, prep.tokenizer, scorer.max_length)
-        methods = {m: {"site": nc.site, "k": nc.k, "set_size": len(sets[m]),
+        methods = {m: {"site": nc["site"], "k": nc["k"], "set_size": len(sets[m]),
                        "spearman": {k: v for k, v in set_length_spearman(acts[m], lengths, pair_of).items()
                                     if k != "n_texts"},
                        "n_texts": len(texts)} for m in sets}
@@ -293,120 +321,119 @@ def _do_neuron_length(cfg: StudyConfig, neuron_step: Step, make_request: Callabl
     return action
 
 
-def _sweep_and_write(step: Step, rm_dir: Path, named_sets: list[tuple[str, Any]], benches, cfg: StudyConfig) -> dict:
-    """Evaluate the unablated RM and each set (sharing work) and write one folder per set."""
+def _sweep_and_write(step: Step, train_step: Step, named_sets: list[tuple[str, Any]], data_dir: str | None) -> dict:
+    """Evaluate the unablated RM and each named set (sharing work) on the step's ``benchmarks`` /
+    ``max_items`` with its ``eval`` settings, and write the layout of ``rmtension ablate``
+    (:mod:`rmtension.ablation.report`: ``baseline/``, ``sets/<name>/``, ``sweep.json``, ``sweep.csv``)."""
     from rmtension.ablation.ablate import prepare
+    from rmtension.ablation.report import write_sweep
     from rmtension.ablation.sweep import sweep
-    from rmtension.evaluation.evaluate import write_eval
     from rmtension.models.reward_model import load_reward_model
 
+    p = step.params
+    rm_dir = _rm_dir(train_step)
+    benches = _load_benches(p["benchmarks"], p["max_items"], data_dir, rm_dir)
     model, tok, info = load_reward_model(rm_dir)
     ablations = [prepare(model, s, "zero", name=name) for name, s in named_sets]
-    res = sweep(model, tok, benches, ablations, template=info.get("template", "hh"), scorer_config=_scorer_config(cfg),
-                grouping=cfg.evaluation.grouping)
-    write_eval(step.folder / "baseline", res.baseline)
-    out = {"sets": {}, "work_ratio": getattr(res.stats, "work_ratio", None)}
-    for sr in res.sets:
-        write_eval(step.folder / sr.ablation.name, sr.result)
-        out["sets"][sr.ablation.name] = {"size": sr.ablation.count}
-    return out
+    res = sweep(model, tok, benches, ablations, template=info.get("template", "hh"),
+                scorer_config=_scorer_config(p["eval"]), grouping=p["eval"]["grouping"])
+    rm = _rm_record(train_step, info)
+    for r in [res.baseline, *(sr.result for sr in res.sets)]:
+        r.results["rm"] = rm
+    write_sweep(step.folder, res, {"rm": rm, "mode": "zero", "benchmarks": [b.name for b in benches]})
+    return {"sets": {sr.ablation.name: {"size": sr.ablation.count} for sr in res.sets},
+            "work_ratio": res.stats.work_ratio}
 
 
-def _do_own_ablation(cfg: StudyConfig, train_step: Step, neuron_step: Step, data_dir: str | None):
+def _do_own_ablation(train_step: Step, neuron_step: Step, data_dir: str | None):
     def action(step: Step) -> dict:
         from rmtension.neurons.setfile import load_set
         from rmtension.neurons.sets import random_like
 
-        ab = cfg.ablation
-        own = load_set(_set_path(neuron_step, ab.method))
+        p = step.params
+        own = load_set(_set_path(neuron_step, p["method"]))
         named = []
-        if "own" in ab.sets:
+        if "own" in p["sets"]:
             named.append(("own", own))
-        if "random" in ab.sets:
-            r = random_like(own, ab.random_seed)
+        if "random" in p["sets"]:
+            r = random_like(own, p["random_seed"])
             r.meta["random_of"] = "own"
             named.append(("random-own", r))
-        benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
-                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir,
-                                _rm_dir(train_step))
-        return _sweep_and_write(step, _rm_dir(train_step), named, benches, cfg)
+        return _sweep_and_write(step, train_step, named, data_dir)
     return action
 
 
-def _do_mixed_ablation(cfg: StudyConfig, mixed_train: Step, helpful_neurons: Step, harmless_neurons: Step,
-                       data_dir: str | None):
+def _do_mixed_ablation(mixed_train: Step, helpful_neurons: Step, harmless_neurons: Step, data_dir: str | None):
     def action(step: Step) -> dict:
         from rmtension.neurons.setfile import load_set
         from rmtension.neurons.sets import a_only, b_only, random_like, shared
 
-        ab = cfg.ablation
-        nh = load_set(_set_path(helpful_neurons, ab.method))
-        na = load_set(_set_path(harmless_neurons, ab.method))
+        p = step.params
+        nh = load_set(_set_path(helpful_neurons, p["method"]))
+        na = load_set(_set_path(harmless_neurons, p["method"]))
         named = []
         sh = shared(nh, na)
-        if "shared" in ab.sets:
+        if "shared" in p["sets"]:
             named.append(("shared", sh))
-        if "helpful-only" in ab.sets:
+        if "helpful-only" in p["sets"]:
             named.append(("helpful-only", a_only(nh, na)))
-        if "harmless-only" in ab.sets:
+        if "harmless-only" in p["sets"]:
             named.append(("harmless-only", b_only(nh, na)))
-        if "random" in ab.sets:
-            r = random_like(sh, ab.random_seed)
+        if "random" in p["sets"]:
+            r = random_like(sh, p["random_seed"])
             r.meta["random_of"] = "shared"
             named.append(("random-shared", r))
-            if ab.random_per_set:  # a control of its own size for each single-objective part (seeds apart)
+            if p.get("random_per_set"):  # a control of its own size for each single-objective part (seeds apart)
                 for offset, (kind, part) in enumerate((("helpful-only", a_only(nh, na)),
                                                        ("harmless-only", b_only(nh, na))), start=1):
-                    if kind in ab.sets:
-                        r = random_like(part, ab.random_seed + offset)
+                    if kind in p["sets"]:
+                        r = random_like(part, p["random_seed"] + offset)
                         r.meta["random_of"] = kind
                         named.append((f"random-{kind}", r))
         if not named:
             return {"sets": {}}
-        benches = _load_benches(ab.benchmarks or cfg.evaluation.benchmarks,
-                                ab.max_items if ab.max_items is not None else cfg.evaluation.max_items, data_dir,
-                                _rm_dir(mixed_train))
-        return _sweep_and_write(step, _rm_dir(mixed_train), named, benches, cfg)
+        return _sweep_and_write(step, mixed_train, named, data_dir)
     return action
 
 
-def _do_curves(cfg: StudyConfig, train_step: Step, neuron_step: Step, data_dir: str | None):
+def _do_curves(train_step: Step, neuron_step: Step, data_dir: str | None):
+    """Top-k% sets of the neuron step's statistics for every method and k of the step's params (the score pool
+    and random seed are the neuron step's), swept like an ablation."""
     def action(step: Step) -> dict:
         from rmtension.neurons.scores import compute_scores
         from rmtension.neurons.sets import select_top
         from rmtension.neurons.stats import load_stats
 
-        cv = cfg.ablation.curves
+        p, nc = step.params, neuron_step.params
         stats, _ = load_stats(neuron_step.folder / "stats.npz")
         named = []
-        for method in cv.methods:
-            scores = compute_scores(stats, method, POOL, _rm_score_seed(cfg.neurons.seed, train_step))
-            for k in cv.k:
+        for method in p["methods"]:
+            scores = compute_scores(stats, method, nc["pool"], _rm_score_seed(nc["seed"], train_step))
+            for k in p["k"]:
                 if k > 0:
                     named.append((f"{method}-k{k:g}", select_top(scores, k, meta={"method": method, "k": k})))
-        benches = _load_benches(cv.benchmarks, cv.max_items, data_dir, _rm_dir(train_step))
-        return _sweep_and_write(step, _rm_dir(train_step), named, benches, cfg)
+        return _sweep_and_write(step, train_step, named, data_dir)
     return action
 
 
-def _do_compare(cfg: StudyConfig, evals: dict[str, Step]):
+def _do_compare(evals: dict[str, Step]):
     def action(step: Step) -> dict:
         from rmtension.study.gather import compare_evals
 
-        out = compare_evals({o: s.folder for o, s in evals.items()}, unit=STUDY_RETENTION_UNIT,
-                            grouping=cfg.evaluation.grouping)
+        out = compare_evals({o: s.folder for o, s in evals.items()}, unit=step.params["retention_unit"],
+                            grouping=step.params["grouping"])
         write_json_atomic(step.folder / "compare.json", out)
         return {"tasks": len(out.get("tasks", {}))}
     return action
 
 
-def _do_overlap(cfg: StudyConfig, neurons: dict[str, Step], backbone: Step | None = None):
+def _do_overlap(neurons: dict[str, Step], backbone: Step | None = None):
     def action(step: Step) -> dict:
         from rmtension.neurons.setfile import load_set
         from rmtension.neurons.sets import overlap, retention
 
         out = {}
-        for method in cfg.neurons.methods:
+        for method in step.params["methods"]:
             sets = {o: load_set(_set_path(s, method)) for o, s in neurons.items()}
             entry: dict[str, Any] = {}
             if "helpful" in sets and "harmless" in sets:
@@ -445,8 +472,8 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 cell = cell_id(b, o, s)
                 tcfg = _train_config(cfg, b, o, s, dd)
                 tparams = {k: v for k, v in tcfg.to_dict().items() if k not in ("data_dir", "report_to")}
-                tr = plan.add(Step("train", f"{_safe(b)}/{o}-s{s}", tparams, _do_train(tcfg), cell=cell,
-                                   keep_partial=True))
+                tr = plan.add(Step("train", f"{_safe(b)}/{o}-s{s}", tparams, _do_train(dd, cfg.training.report_to),
+                                   cell=cell, keep_partial=True))
                 plan.train[key] = tr
                 ev_params = {"benchmarks": cfg.evaluation.benchmarks, "max_items": cfg.evaluation.max_items,
                              "batch_size": cfg.evaluation.batch_size, "max_length": cfg.evaluation.max_length,
@@ -458,47 +485,41 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                     # hh-heldout is carved with the RM's own split since this marker was added (before:
                     # always 20%); the marker keeps results cached under the old rule from being reused.
                     ev_params["hh_heldout_split"] = "rm"
-                plan.eval[key] = plan.add(Step("eval", f"{_safe(b)}/{o}-s{s}", ev_params, _do_eval(cfg, tr, dd),
+                plan.eval[key] = plan.add(Step("eval", f"{_safe(b)}/{o}-s{s}", ev_params, _do_eval(tr, dd),
                                                deps=[tr], cell=cell))
                 src = _neuron_source(cfg, o)
                 n_params = {**_neuron_params(cfg), "source": src, "pool": POOL}
-                nr = plan.add(Step("neurons", f"{_safe(b)}/{o}-s{s}", n_params, _do_neurons(cfg, tr, src, dd),
+                nr = plan.add(Step("neurons", f"{_safe(b)}/{o}-s{s}", n_params, _do_neurons(tr, dd),
                                    deps=[tr], cell=cell))
                 plan.neurons[key] = nr
                 if cfg.neurons.length_correlation:
                     plan.neuron_length[key] = plan.add(Step(
                         "neuron-length", f"{_safe(b)}/{o}-s{s}", LENGTH_PARAMS,
-                        _do_neuron_length(cfg, nr, lambda tr=tr, src=src: _neuron_request(cfg, tr, src, dd)),
+                        _do_neuron_length(nr, lambda tr=tr, nr=nr: _neuron_request(nr.params, tr, dd)),
                         deps=[tr, nr], cell=cell))
                 if ab.enabled and ({"own", "random"} & set(ab.sets)):
-                    a_params = {"sets": [x for x in ab.sets if x in ("own", "random")], "method": ab.method,
-                                "benchmarks": ab.benchmarks or cfg.evaluation.benchmarks,
-                                "max_items": ab.max_items if ab.max_items is not None else cfg.evaluation.max_items,
-                                "random_seed": ab.random_seed, "eval": ev_params}
+                    a_params = _ablation_params(cfg, [x for x in ab.sets if x in ("own", "random")], ev_params)
                     plan.own_ablation[key] = plan.add(Step("ablate-own", f"{_safe(b)}/{o}-s{s}", a_params,
-                                                           _do_own_ablation(cfg, tr, nr, dd), deps=[tr, nr], cell=cell))
+                                                           _do_own_ablation(tr, nr, dd), deps=[tr, nr], cell=cell))
                 if ab.enabled and ab.curves.enabled:
                     c_params = {**dataclasses.asdict(ab.curves), "eval": ev_params}
                     plan.curves[key] = plan.add(Step("curves", f"{_safe(b)}/{o}-s{s}", c_params,
-                                                     _do_curves(cfg, tr, nr, dd), deps=[tr, nr], cell=cell))
+                                                     _do_curves(tr, nr, dd), deps=[tr, nr], cell=cell))
             objs = set(cfg.objectives)
             if {"helpful", "harmless", "mixed"} <= objs:
                 ev = {o: plan.eval[(b, o, s)] for o in ("helpful", "harmless", "mixed")}
                 plan.compare[(b, s)] = plan.add(Step("compare", f"{_safe(b)}/s{s}",
                                                      {"retention_unit": STUDY_RETENTION_UNIT,
                                                       "grouping": cfg.evaluation.grouping},
-                                                     _do_compare(cfg, ev), deps=list(ev.values())))
+                                                     _do_compare(ev), deps=list(ev.values())))
                 mixed_sets = [x for x in ab.sets if x in ("shared", "helpful-only", "harmless-only", "random")]
                 if ab.enabled and mixed_sets:
-                    m_params = {"sets": mixed_sets, "method": ab.method,
-                                "benchmarks": ab.benchmarks or cfg.evaluation.benchmarks,
-                                "max_items": ab.max_items if ab.max_items is not None else cfg.evaluation.max_items,
-                                "random_seed": ab.random_seed, "eval": ev_params}
+                    m_params = _ablation_params(cfg, mixed_sets, ev_params)
                     if ab.random_per_set and "random" in mixed_sets:  # only when on: keys of earlier studies kept
                         m_params["random_per_set"] = True
                     deps = [plan.train[(b, "mixed", s)], plan.neurons[(b, "helpful", s)], plan.neurons[(b, "harmless", s)]]
                     plan.mixed_ablation[(b, s)] = plan.add(Step("ablate-mixed", f"{_safe(b)}/s{s}", m_params,
-                                                                _do_mixed_ablation(cfg, *deps, dd), deps=deps))
+                                                                _do_mixed_ablation(*deps, dd), deps=deps))
             bk = None
             if cfg.neurons.backbone_baseline and _backbone_methods(cfg):
                 # the untrained backbone on the mixed objective's data (helpful and harmless pairs alike)
@@ -508,18 +529,17 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                              "backbone": b, "head_seed": s, "heldout_fraction": tcfg.heldout_fraction,
                              "template": tcfg.template}
                 bk = plan.add(Step("neurons-backbone", f"{_safe(b)}/backbone-s{s}", bk_params,
-                                   _do_backbone_neurons(cfg, b, s, src, tcfg, dd)))
+                                   _do_backbone_neurons(dd)))
                 plan.backbone[(b, s)] = bk
                 if cfg.neurons.length_correlation:
                     plan.neuron_length[(b, "backbone", s)] = plan.add(Step(
                         "neuron-length", f"{_safe(b)}/backbone-s{s}", LENGTH_PARAMS,
-                        _do_neuron_length(cfg, bk, lambda b=b, s=s, src=src, tcfg=tcfg:
-                                          _backbone_request(cfg, b, s, src, tcfg, dd)),
+                        _do_neuron_length(bk, lambda bk=bk: _backbone_request(bk.params, dd)),
                         deps=[bk]))
             nsteps = {o: plan.neurons[(b, o, s)] for o in cfg.objectives}
             if len(nsteps) >= 2:
                 plan.overlap[(b, s)] = plan.add(Step("overlap", f"{_safe(b)}/s{s}", {"methods": cfg.neurons.methods},
-                                                     _do_overlap(cfg, nsteps, bk),
+                                                     _do_overlap(nsteps, bk),
                                                      deps=list(nsteps.values()) + ([bk] if bk is not None else [])))
     return plan
 
