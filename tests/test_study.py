@@ -206,6 +206,23 @@ def test_study_runs_resumes_after_kill_and_reruns_cached(tmp_path, data_dir):
     row = next(a for a in summary["ablation"] if (a["rm_objective"], a["set"]) == ("helpful", "own"))
     for sub, v in row["benchmarks"]["hh-heldout"]["subsets"].items():
         assert own[f"hh-heldout/{sub}"]["set_delta"] == pytest.approx(v["delta"])
+    # The ablation and curve steps write the layout of `rmtension ablate` (ablation/report.py), and the summary's
+    # deltas are the ones the sweep stored.
+    mixed_step = next((out / "steps" / "ablate-mixed").iterdir())
+    sweep = {s["name"]: s for s in json.loads((mixed_step / "sweep.json").read_text())["sets"]}
+    assert set(sweep) == {"shared", "helpful-only", "harmless-only", "random-shared", "random-helpful-only",
+                          "random-harmless-only"}
+    assert all(s["dir"] == f"sets/{name}" and (mixed_step / s["dir"] / "items.jsonl").is_file()
+               for name, s in sweep.items())
+    assert (mixed_step / "sweep.csv").is_file() and not (mixed_step / "shared").exists()
+    assert (next((out / "steps" / "curves").iterdir()) / "sets" / "magnitude-k10" / "results.json").is_file()
+    mixed_rows = [a for a in summary["ablation"] if a["rm_objective"] == "mixed" and a["name"] in sweep]
+    assert len(mixed_rows) == len(sweep)  # the mixed RM's own-neuron rows come from its ablate-own step
+    for a in mixed_rows:
+        stored = sweep[a["name"]]["delta"]["hh-heldout"]
+        assert {s: v["delta"] for s, v in a["benchmarks"]["hh-heldout"]["subsets"].items()} == stored["subsets"]
+        assert {g: v["delta"] for g, v in a["benchmarks"]["hh-heldout"]["groups"].items()} == \
+            {g: stored["groups"].get(g) for g in ("helpful", "harmless")}
     # 3. Nothing changed: a third run only gathers, and is quick.
     t0 = time.time()
     assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report"]) == 0
