@@ -21,10 +21,15 @@ Rules (pure functions of summary.json's lists, docs/STUDY_FORMAT.md):
   :data:`MIN_SEEDS` seeds or :data:`MIN_ITEMS` neurons, is inconclusive whatever its interval.
 - **Length check, (a) and (b).** Each comparison is a paired RM-vs-RM difference of a benchmark's
   group mean (summary ``contrasts``: two-way items × seeds bootstrap, :mod:`rmtension.analysis.pooled`).
-  A decisive raw result (either way) must reappear on length-matched pairs (chosen and rejected within
-  10% of each other's length): the length-matched interval must exclude 0 on the same side, and every
-  subset must have at least :data:`MIN_ITEMS` items with a matched pair. Otherwise the comparison is
-  *inconclusive (length)*: what the raw numbers show may be a length preference.
+  A decisive raw result (either way) must reappear once length is controlled: on length-matched pairs
+  (chosen and rejected within 10% of each other's length) when every subset has at least
+  :data:`MIN_ITEMS` items with a matched pair, else on the length-adjusted difference (a logistic fit
+  of correctness on the relative length difference over every pair, read at equal length; pairwise
+  benchmarks only). HH-RLHF has few equal-length pairs (28 of the 429 held-out harmless-base pairs), so
+  the matched check alone can never decide there; the adjustment trades that for a model (monotone,
+  smooth dependence on length), and the report shows both. The check's interval must exclude 0 on the
+  same side; otherwise the comparison is *inconclusive (length)*: what the raw numbers show may be a
+  length preference. (Rule fixed on 2026-12-05, before the evidence run's numbers existed.)
 - **Holm, (c) and (d).** Each comparison is an ``ablation_stats`` row (ablated set vs its size-matched
   random set, paired over items within seeds, Holm-corrected within its table). A row counts as
   decisive only when it *survives* Holm (``p_holm`` < 0.05) and its interval of ``diff`` = set − random
@@ -187,19 +192,25 @@ def contrast_evidence(row: Entry, direction: int, label: str) -> Evidence:
     if raw == INCONCLUSIVE:
         return ev(INCONCLUSIVE, f"interval {_iv(low, high)} pp includes 0")
     lm = row.get("length_matched") if isinstance(row.get("length_matched"), Mapping) else None
-    if lm is None:
+    la = row.get("length_adjusted") if isinstance(row.get("length_adjusted"), Mapping) else None
+    lm_n = int(_f((lm or {}).get("min_subset_items")) or 0)
+    if lm is not None and lm_n >= MIN_ITEMS:
+        check, what = lm, f"on length-matched pairs ({int(_f(lm.get('n_cells')) or 0)} pairs)"
+    elif la is not None:
+        # too few equal-length pairs to decide: the logistic length adjustment over every pair decides
+        check, what = la, (f"length-adjusted (logistic fit at equal length; only {lm_n} length-matched items in "
+                           f"a subset)")
+    elif lm is None:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; no length-matched pairs to check it on")
-    lm_n = int(_f(lm.get("min_subset_items")) or 0)
-    l_low, l_high = interval_bounds(lm.get("ci95"))
-    if lm_n < MIN_ITEMS:
+    else:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; a subset has only {lm_n} items with length-matched pairs "
                                        f"(< {MIN_ITEMS}) to check it on")
-    matched = interval_verdict(l_low, l_high, direction)
-    if matched != raw:
-        return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but on length-matched pairs {_pp(_f(lm.get('diff')))} "
-                                       f"{_iv(l_low, l_high)} pp ({matched})")
-    return ev(raw, f"holds on length-matched pairs: {_pp(_f(lm.get('diff')))} {_iv(l_low, l_high)} pp "
-                   f"({int(_f(lm.get('n_cells')) or 0)} pairs)")
+    c_low, c_high = interval_bounds(check.get("ci95"))
+    checked = interval_verdict(c_low, c_high, direction)
+    shown = f"{_pp(_f(check.get('diff')))} {_iv(c_low, c_high)} pp"
+    if checked != raw:
+        return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but {what}: {shown} ({checked})")
+    return ev(raw, f"holds {what}: {shown}")
 
 
 def _group_contrasts(contrasts: Sequence[Entry], name: str, group: str) -> list[Entry]:

@@ -57,15 +57,16 @@ def length_table(rows: Sequence[LengthRow]) -> Table:
     cols = [Column("Backbone"), Column("Benchmark"), Column("Task"), Column("Group"), Column("RM"),
             Column("Accuracy (%)", "pct"), Column("Longer wins (%)", "pct"), Column("Shorter wins (%)", "pct"),
             Column("Length-matched (%)", "pct"), Column("Matched pairs", "count"),
-            Column("Margin–length ρ", "num")]
+            Column("Length-adjusted (%)", "pct"), Column("Margin–length ρ", "num")]
     body = [[r.backbone, r.bench, r.task, r.group, r.objective, r.accuracy, _mean_only(r.longer),
-             _mean_only(r.shorter), r.matched, _mean_only(r.matched_n), r.spearman] for r in rows]
+             _mean_only(r.shorter), r.matched, _mean_only(r.matched_n), r.adjusted, r.spearman] for r in rows]
     return Table("length_controls", "Length controls: accuracy beside what response length alone explains", cols,
                  body, note="Longer / shorter wins: the subset's own metric applied to response length (ties ½), "
                  "i.e. an RM that scores by length only; an accuracy near one of them may be length. Length-matched: "
                  "accuracy on the chosen × rejected pairs whose lengths differ by ≤ 10% of the longer (pairs counted "
                  "in 'Matched pairs'; per seed, mean over seeds; with its two-way interval where the summary has "
-                 "pooled intervals). ρ: Spearman correlation of the reward margin with the length difference "
+                 "pooled intervals). Length-adjusted: a logistic fit of per-item correctness on the relative length "
+                 "difference over every pair, read at equal length (pairwise benchmarks; two-way interval). ρ: Spearman correlation of the reward margin with the length difference "
                  "(> 0: the RM prefers the longer response), mean over seeds. Group rows average their subsets. "
                  f"{CHANCE_MARK}: interval includes 50%.")
 
