@@ -216,6 +216,10 @@ def test_length_adjusted_accuracy_removes_a_length_rule_and_keeps_a_real_effect(
     from rmtension.analysis.findings import contrast_evidence
     ev = contrast_evidence(dict(c, length_matched=dict(c["length_matched"] or {}, min_subset_items=3)), -1, "x")
     assert ev.verdict == SUPPORTED and "length-adjusted" in ev.note
+    # matched pairs that contradict the adjustment (enough of them, interval on the other side) win
+    ev = contrast_evidence(dict(c, length_matched={"diff": 0.3, "ci95": {"low": 0.1, "high": 0.5}, "n_cells": 40,
+                                                   "n_items": 40, "min_subset_items": 40}), -1, "x")
+    assert ev.verdict == INCONCLUSIVE_LENGTH and "length-matched" in ev.note
     ev = contrast_evidence(dict(c, length_adjusted={"diff": 0.0, "ci95": {"low": -0.1, "high": 0.1}},
                                 length_matched=None), -1, "x")
     assert ev.verdict == INCONCLUSIVE_LENGTH

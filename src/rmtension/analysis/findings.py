@@ -21,15 +21,17 @@ Rules (pure functions of summary.json's lists, docs/STUDY_FORMAT.md):
   :data:`MIN_SEEDS` seeds or :data:`MIN_ITEMS` neurons, is inconclusive whatever its interval.
 - **Length check, (a) and (b).** Each comparison is a paired RM-vs-RM difference of a benchmark's
   group mean (summary ``contrasts``: two-way items × seeds bootstrap, :mod:`rmtension.analysis.pooled`).
-  A decisive raw result (either way) must reappear once length is controlled: on length-matched pairs
-  (chosen and rejected within 10% of each other's length) when every subset has at least
-  :data:`MIN_ITEMS` items with a matched pair, else on the length-adjusted difference (a logistic fit
-  of correctness on the relative length difference over every pair, read at equal length; pairwise
-  benchmarks only). HH-RLHF has few equal-length pairs (28 of the 429 held-out harmless-base pairs), so
-  the matched check alone can never decide there; the adjustment trades that for a model (monotone,
-  smooth dependence on length), and the report shows both. The check's interval must exclude 0 on the
-  same side; otherwise the comparison is *inconclusive (length)*: what the raw numbers show may be a
-  length preference. (Rule fixed on 2026-12-05, before the evidence run's numbers existed.)
+  A decisive raw result (either way) must reappear once length is controlled. On pairwise benchmarks
+  (HH, LLMBar) the check is the length-adjusted difference: a logistic fit of correctness on the relative
+  length difference over every pair, read at equal length (:mod:`rmtension.analysis.pooled`); its interval
+  must exclude 0 on the same side, and the length-matched pairs (chosen and rejected within 10% of each
+  other's length) must not contradict it (an interval excluding 0 on the other side, where every subset
+  has at least :data:`MIN_ITEMS` matched items). Why both: HH-RLHF has few equal-length pairs (28 of the
+  429 held-out harmless-base pairs), so the model-free matched check alone can never decide there; the
+  adjustment trades that for a model (a smooth, monotone dependence on length). Elsewhere (RM-Bench's
+  3×3 items) the length-matched interval decides, with at least :data:`MIN_ITEMS` matched items in every
+  subset. Otherwise the comparison is *inconclusive (length)*: what the raw numbers show may be a length
+  preference. (Rule fixed on 2026-12-05 after the quickstart run, before the evidence run's numbers existed.)
 - **Holm, (c) and (d).** Each comparison is an ``ablation_stats`` row (ablated set vs its size-matched
   random set, paired over items within seeds, Holm-corrected within its table). A row counts as
   decisive only when it *survives* Holm (``p_holm`` < 0.05) and its interval of ``diff`` = set − random
@@ -194,23 +196,27 @@ def contrast_evidence(row: Entry, direction: int, label: str) -> Evidence:
     lm = row.get("length_matched") if isinstance(row.get("length_matched"), Mapping) else None
     la = row.get("length_adjusted") if isinstance(row.get("length_adjusted"), Mapping) else None
     lm_n = int(_f((lm or {}).get("min_subset_items")) or 0)
-    if lm is not None and lm_n >= MIN_ITEMS:
-        check, what = lm, f"on length-matched pairs ({int(_f(lm.get('n_cells')) or 0)} pairs)"
-    elif la is not None:
-        # too few equal-length pairs to decide: the logistic length adjustment over every pair decides
-        check, what = la, (f"length-adjusted (logistic fit at equal length; only {lm_n} length-matched items in "
-                           f"a subset)")
-    elif lm is None:
+    m_low, m_high = interval_bounds((lm or {}).get("ci95"))
+    matched = interval_verdict(m_low, m_high, direction) if lm is not None and lm_n >= MIN_ITEMS else None
+    m_shown = (f"length-matched {_pp(_f(lm.get('diff')))} {_iv(m_low, m_high)} pp "
+               f"({int(_f(lm.get('n_cells')) or 0)} pairs)") if lm is not None else "no length-matched pairs"
+    if la is not None:
+        a_low, a_high = interval_bounds(la.get("ci95"))
+        adjusted = interval_verdict(a_low, a_high, direction)
+        a_shown = f"length-adjusted {_pp(_f(la.get('diff')))} {_iv(a_low, a_high)} pp"
+        if adjusted != raw:
+            return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but {a_shown} ({adjusted}); {m_shown}")
+        if matched is not None and matched not in (raw, INCONCLUSIVE):
+            return ev(INCONCLUSIVE_LENGTH, f"raw: {raw} and {a_shown}, but {m_shown} ({matched})")
+        return ev(raw, f"holds at equal length: {a_shown}; {m_shown}")
+    if lm is None:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; no length-matched pairs to check it on")
-    else:
+    if matched is None:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; a subset has only {lm_n} items with length-matched pairs "
                                        f"(< {MIN_ITEMS}) to check it on")
-    c_low, c_high = interval_bounds(check.get("ci95"))
-    checked = interval_verdict(c_low, c_high, direction)
-    shown = f"{_pp(_f(check.get('diff')))} {_iv(c_low, c_high)} pp"
-    if checked != raw:
-        return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but {what}: {shown} ({checked})")
-    return ev(raw, f"holds {what}: {shown}")
+    if matched != raw:
+        return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but {m_shown} ({matched})")
+    return ev(raw, f"holds on {m_shown}")
 
 
 def _group_contrasts(contrasts: Sequence[Entry], name: str, group: str) -> list[Entry]:
