@@ -89,7 +89,7 @@ def findings_table(found: Sequence[Finding]) -> Table:
                          e.n, e.verdict, e.note])
     return Table("findings_evidence", "The comparisons behind each finding", cols, body,
                  note="(a), (b): paired RM − RM differences of a benchmark's group mean in percentage points "
-                      "(two-way items × seeds bootstrap), checked on length-matched pairs; (c), (d): ablated set − "
+                      "(two-way items × seeds bootstrap), checked at equal length (length-adjusted difference, not contradicted by length-matched pairs); (c), (d): ablated set − "
                       "size-matched random set, change in accuracy in percentage points (paired; Holm within each "
                       "ablation table); (e): share of the selected neurons in the late third of the layers, mean "
                       "over seeds with a t interval, n = seeds. Rules: rmtension.analysis.findings.")
