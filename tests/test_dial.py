@@ -160,3 +160,55 @@ def test_dial_command_writes_dial_json_in_the_issue_shape(capsys, tmp_path, rms,
     rc = main([str(a) for a in ("dial", "--rm", rms["mixed"], "--set", f, "--bench", "hh-heldout", "--helpful-rm",
                                 rms["helpful"], "--out", tmp_path / "d2", "--data-dir", data_dir, *COMMON)])
     assert rc == 2 and "both reference RMs" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the study's optional section
+
+
+def test_the_dial_section_is_off_by_default_and_adds_steps_without_changing_keys():
+    from rmtension.study.config import config_from_dict
+    from rmtension.study.pipeline import build_plan
+
+    off = build_plan(config_from_dict({}), "/x")
+    on = build_plan(config_from_dict({"dial": {"enabled": True, "sets": ["shared", "helpful-only"]}}), "/x")
+    keys_off = {(s.kind, s.name): s.key for s in off.steps}
+    keys_on = {(s.kind, s.name): s.key for s in on.steps}
+    assert not any(kind == "dial" for kind, _ in keys_off) and not off.dial
+    added = {k: v for k, v in keys_on.items() if k not in keys_off}
+    assert [kind for kind, _ in added] == ["dial"] and len(on.dial) == 1
+    assert {k: keys_on[k] for k in keys_off} == keys_off  # every existing step keeps its key
+    with pytest.raises(Exception, match="dial.sets"):
+        config_from_dict({"dial": {"sets": ["own"]}})
+    with pytest.raises(Exception, match="dial.factors"):
+        config_from_dict({"dial": {"enabled": True, "factors": [1, 1]}})
+
+
+@pytest.mark.slow
+def test_tiny_study_with_attribution_and_a_dial_reports_the_tradeoff(tmp_path, data_dir):
+    import yaml
+
+    cfg = {
+        "name": "dial", "backbones": ["tiny-gpt2"], "seeds": [0],
+        "training": {"preset": "cpu", "overrides": {"max_pairs": 16, "batch_size": 8, "max_length": 128, "bf16": False,
+                                                    "heldout_max_pairs": 8, "lr": 1e-3}},
+        "evaluation": {"benchmarks": ["hh-heldout"], "max_items": 4, "max_length": 128},
+        "neurons": {"max_pairs": 6, "max_length": 128, "methods": ["magnitude", "attribution", "random"],
+                    "length_correlation": False},
+        "ablation": {"method": "attribution", "benchmarks": ["hh-heldout"], "max_items": 3,
+                     "curves": {"k": [0, 10], "methods": ["attribution", "magnitude"], "benchmarks": ["hh-heldout"],
+                                "max_items": 3}},
+        "dial": {"enabled": True, "sets": ["shared", "harmless-only"], "factors": [0, 1, 2], "max_items": 3},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "study"
+    assert main(["run", str(path), "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["set"] for r in summary["dial"]} == {"shared", "harmless-only"}
+    for r in summary["dial"]:
+        assert r["dial"]["factors"] == [0.0, 1.0, 2.0] and r["dial"]["factor_one_exact"] is True
+        assert "verdict" in r["dial"]["tradeoff"]
+    assert any(e["method"] == "attribution" for e in summary["neurons"])
+    report = (out / "report" / "report.md").read_text()
+    assert "tension dial" in report.lower()
+    assert list((out / "report" / "figures").glob("dial_tradeoff_*.png"))

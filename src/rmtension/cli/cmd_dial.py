@@ -95,8 +95,8 @@ def run_dial_command(args: argparse.Namespace) -> int:
         plot = write_atomic(out / "tradeoff.png", lambda fh: fh.write(data), binary=True)
     write_json_atomic(out / DIAL_FILE, jsonable(dial))
     if args.json:
-        print_json({"out": str(out / DIAL_FILE), "factors": factors, "points": dial["points"],
-                    "tradeoff": dial.get("tradeoff"), "factor_one_exact": dial["factor_one_exact"]})
+        print_json(jsonable({"out": str(out / DIAL_FILE), "factors": factors, "points": dial["points"],
+                    "tradeoff": dial.get("tradeoff"), "factor_one_exact": dial["factor_one_exact"]}))
         return 0
     print(f"dial of {len(neuron_set)} neurons ({Path(args.set).name}) on {', '.join(b.name for b in benches)}:")
     for p in dial["points"]:

@@ -29,15 +29,16 @@ prompt as a string: it is exact on tokens (a BPE merge across the prompt/respons
 shortens it), and it is precisely where the two texts differ — on the common prefix a causal RM
 computes identical activations for both texts, so those tokens say nothing about *which response*
 the RM prefers (their a·∇ terms measure how the shared context is read, not the judgement). A
-text that occurs in several pairs of one pass (the scorer de-duplicates texts) uses the shortest
-of those prefixes. A text cut from the left at the max length usually shares no prefix with its
-partner any more; all its kept tokens then count. ``tokens="all"``: every real token, so that
+text cut from the left at the max length usually shares no prefix with its partner any more; all its
+kept tokens then count. A text that occurs in several pairs (the scorer computes it once) gets one
+sum per distinct prefix, so every pair's A_p is exact. ``tokens="all"``: every real token, so that
 A_p is the first-order effect of ablating the neuron everywhere, as ``ablation.ablate`` does.
 
 Integrated gradients (``ig_steps=S > 0``): the gate g of *every* neuron on the response tokens is
 moved together from 0 to 1, and each neuron's attribution is ∫₀¹ ∂m/∂g_j dα by the midpoint rule
 over S points; then Σ_j A_p[j] = m(all neurons on, on R) − m(all neurons zeroed on R) up to the
 rule's O(1/S²) error (completeness; tested). S forward+backward passes per batch instead of one.
+(A text shared by pairs with different prefixes is gated from its earliest response start.)
 
 Computation, and why this way: the scorer's batches run with autograd on (``RewardScorer.logits``)
 and the model's weights frozen (no weight gradients are computed or stored), one backward per
@@ -125,19 +126,26 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-def batch_attribution(scorer, batch, starts: dict[int, int], sites: ModelSites, site: str,
-                      ig_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(texts, L, N) float64 per-text sums A(x) over positions ≥ ``starts[text]`` of a plain batch,
-    and the texts' scores (None with integrated gradients, whose passes never run the intact model)."""
+def batch_attribution(scorer, batch, starts: dict[int, Sequence[int]], sites: ModelSites, site: str,
+                      ig_steps: int = 0) -> tuple[dict[tuple[int, int], np.ndarray], torch.Tensor | None]:
+    """Per (text, start) the (L, N) float64 sum A(x) over the text's positions ≥ start, for a plain batch,
+    and the texts' scores (None with integrated gradients, whose passes never run the intact model).
+
+    ``starts[text]``: the response starts (token offsets in the text) wanted for that text; usually one.
+    With integrated gradients the gate of a text spans its positions from its smallest start.
+    """
     model = scorer.model
     L, N = sites.n_layers, sites.n_neurons
-    n_texts = len(batch.text_index)
-    regions = []  # (row, start, end) in batch coordinates: the tokens attributed, per text
+    regions = []  # (text, start, row, begin, end) in batch coordinates: the tokens attributed
+    gated = []  # (row, begin, end): where integrated gradients scale the activations
     for j, t in enumerate(batch.text_index):
         row, s, e = batch.text_spans[j][0]
-        regions.append((row, min(e, s + starts.get(t, 0)), e))
+        wanted = sorted(set(starts.get(t, (0,))))
+        for st in wanted:
+            regions.append((t, st, row, min(e, s + st), e))
+        gated.append((row, min(e, s + wanted[0]), e))
     dev = scorer.device
-    out = torch.zeros((n_texts, L, N), dtype=torch.float64, device=dev)
+    out = torch.zeros((len(regions), L, N), dtype=torch.float64, device=dev)
     alphas = [1.0] if ig_steps <= 0 else [(k + 0.5) / ig_steps for k in range(ig_steps)]
     weight = 1.0 / len(alphas)
     scores = None
@@ -145,8 +153,8 @@ def batch_attribution(scorer, batch, starts: dict[int, int], sites: ModelSites, 
         gate = None
         if ig_steps > 0:
             gate = torch.ones(batch.input_ids.shape + (1,), dtype=torch.float32, device=dev)
-            for row, s, e in regions:
-                gate[row, s:e] = alpha
+            for row, b, e in gated:
+                gate[row, b:e] = alpha
         seen: dict[int, torch.Tensor] = {}  # what flows on (differentiated)
         pre: dict[int, torch.Tensor] = {}  # the activation as computed (the "a" of a · ∂m/∂a)
 
@@ -172,11 +180,12 @@ def batch_attribution(scorer, batch, starts: dict[int, int], sites: ModelSites, 
             if g is None:  # a layer the score does not depend on (cannot happen in a working model)
                 continue
             prod = _wide(pre[layer].detach()) * _wide(g)
-            for j, (row, s, e) in enumerate(regions):
-                if e > s:
-                    out[j, layer] += weight * prod[row, s:e].sum(dim=0, dtype=torch.float64)
+            for k, (_t, _st, row, b, e) in enumerate(regions):
+                if e > b:
+                    out[k, layer] += weight * prod[row, b:e].sum(dim=0, dtype=torch.float64)
         del grads, seen, pre, logits
-    return out, scores
+    sums = out.cpu().numpy()
+    return {(t, st): sums[k] for k, (t, st, _row, _b, _e) in enumerate(regions)}, scores
 
 
 def collect_attribution(scorer, pairs: Sequence[tuple[str, str]], *, site: str = "act", tokens: str = "response",
@@ -205,33 +214,36 @@ def collect_attribution(scorer, pairs: Sequence[tuple[str, str]], *, site: str =
             texts = [t for pair in chunk for t in pair]
             batches, owner, _rep = sc.plan(texts)
             ids = _text_ids(batches)
-            starts: dict[int, int] = {}
+            pair_start: list[int] = []
+            starts: dict[int, set[int]] = {}
             for k in range(len(chunk)):
                 c, r = owner[2 * k], owner[2 * k + 1]
                 st = 0 if tokens == "all" else common_prefix(ids[c], ids[r])
-                for t in (c, r):
-                    starts[t] = min(starts.get(t, st), st)
-            per_text: dict[int, np.ndarray] = {}
+                pair_start.append(st)
+                starts.setdefault(c, set()).add(st)
+                starts.setdefault(r, set()).add(st)
+            sums: dict[tuple[int, int], np.ndarray] = {}
             text_scores: dict[int, float] = {}
             for batch in batches:
-                attr, s = batch_attribution(sc, batch, starts, ms, site, int(ig_steps))
+                got, s = batch_attribution(sc, batch, {t: sorted(v) for t, v in starts.items()}, ms, site,
+                                           int(ig_steps))
                 if s is None:
                     s = sc.forward(batch)
-                attr_np = attr.cpu().numpy()
+                sums.update(got)
                 for j, t in enumerate(batch.text_index):
-                    per_text[t] = attr_np[j]
                     text_scores[t] = float(s[j])
                 if progress is not None:
                     progress(len(batch.text_index))
             for k in range(len(chunk)):
                 c, r = owner[2 * k], owner[2 * k + 1]
-                a_p = per_text[c] - per_text[r]
+                st = pair_start[k]
+                a_p = sums[(c, st)] - sums[(r, st)]
                 total.sum += a_p
                 total.abs_sum += np.abs(a_p)
                 total.sq_sum += a_p * a_p
                 total.pairs += 1
                 pair_scores[begin + k] = (text_scores[c], text_scores[r])
-            del per_text
+            del sums
     if not np.all(np.isfinite(total.sum)):
         raise RmtensionError("attribution produced non-finite values (NaN weights, or fp16 overflow: try float32)")
     return total, pair_scores
