@@ -85,20 +85,22 @@ def test_attribution_is_the_first_order_effect_of_scaling_a_neuron_everywhere(na
     attr, scores = collect_attribution(sc, pair, tokens="all")
     a = attr.sum  # one pair: its attribution
     assert attr.pairs == 1 and np.abs(a).max() > 0
-    base = sc.score(list(pair[0]))
-    np.testing.assert_allclose(scores[0], base, rtol=1e-10)
+    np.testing.assert_allclose(scores[0], sc.score(list(pair[0])), rtol=1e-6)  # the scorer returns float32
     ms = model_sites(model)
-    eps = 1e-4
-    for layer, neuron in _top_neurons(a):
-        margins = {}
-        for f in (1 - eps, 1 + eps):
-            with apply_ablation(model, prepare(ms, _one_neuron(ms, layer, neuron), "scale", factor=f)):
-                s = sc.score(list(pair[0]))
-            margins[f] = s[0] - s[1]
-        one_sided = (margins[1 - eps] - (base[0] - base[1])) / -eps  # "remove ε of it"
-        central = (margins[1 + eps] - margins[1 - eps]) / (2 * eps)
-        assert one_sided == pytest.approx(a[layer, neuron], rel=1e-3, abs=1e-9)
-        assert central == pytest.approx(a[layer, neuron], rel=1e-6, abs=1e-11)
+    # ε = 1e-2: Llama's RMSNorm and rotary run in float32 even in a float64 model (margins carry ~1e-8 noise), so a
+    # smaller ε measures noise; the O(ε) error of the one-sided quotient and the O(ε²) of the central one stay small
+    eps = 1e-2
+    with torch.no_grad():  # margins in float64 (the scorer rounds scores to float32)
+        base = _margin(model, tok, pair[0])
+        for layer, neuron in _top_neurons(a):
+            margins = {}
+            for f in (1 - eps, 1 + eps):
+                with apply_ablation(model, prepare(ms, _one_neuron(ms, layer, neuron), "scale", factor=f)):
+                    margins[f] = _margin(model, tok, pair[0])
+            one_sided = (margins[1 - eps] - base) / -eps  # "remove ε of it"
+            central = (margins[1 + eps] - margins[1 - eps]) / (2 * eps)
+            assert one_sided == pytest.approx(a[layer, neuron], rel=5e-3)
+            assert central == pytest.approx(a[layer, neuron], rel=1e-3)
 
 
 def _margin(model, tok, pair, hook=None) -> float:
@@ -111,13 +113,14 @@ def _margin(model, tok, pair, hook=None) -> float:
         else:
             with hook_sites(model, "act", hook(ids.shape[1])):
                 r = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, 0]
-        out.append(float(r))
+        out.append(float(r.detach()))  # the model's own float64 logit
     return out[0] - out[1]
 
 
 def _response_start(tok, pair) -> int:
+    """The first token where the two texts differ, computed here (not with the module's own helper)."""
     c, r = encode(tok, list(pair))
-    return common_prefix(c, r)
+    return next((i for i, (x, y) in enumerate(zip(c, r)) if x != y), min(len(c), len(r)))
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
@@ -129,7 +132,7 @@ def test_response_attribution_is_the_first_order_effect_on_the_response_tokens_o
     attr, _ = collect_attribution(_scorer(model, tok), [pair], tokens="response")
     everywhere, _ = collect_attribution(_scorer(model, tok), [pair], tokens="all")
     assert not np.allclose(attr.sum, everywhere.sum)  # the prompt tokens' terms are really left out
-    eps = 1e-4
+    eps = 1e-2  # see the test above
     base = _margin(model, tok, pair)
     with torch.no_grad():
         for layer, neuron in _top_neurons(attr.sum):
@@ -143,8 +146,13 @@ def test_response_attribution_is_the_first_order_effect_on_the_response_tokens_o
                 return fn
             up = _margin(model, tok, pair, lambda t: scaler(t, 1 + eps))
             down = _margin(model, tok, pair, lambda t: scaler(t, 1 - eps))
-            assert (down - base) / -eps == pytest.approx(attr.sum[layer, neuron], rel=1e-3, abs=1e-9)
-            assert (up - down) / (2 * eps) == pytest.approx(attr.sum[layer, neuron], rel=1e-6, abs=1e-11)
+            assert (down - base) / -eps == pytest.approx(attr.sum[layer, neuron], rel=5e-3)
+            assert (up - down) / (2 * eps) == pytest.approx(attr.sum[layer, neuron], rel=1e-3)
+
+
+def test_common_prefix():
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2 and common_prefix([1, 2], [1, 2, 3]) == 2
+    assert common_prefix([5], [6]) == 0 and common_prefix([], [1]) == 0
 
 
 def test_integrated_gradients_are_complete(hh):
@@ -263,9 +271,9 @@ def test_study_config_accepts_attribution_and_requests_the_pass():
     from rmtension.study.pipeline import _neuron_request, build_plan
 
     assert {"attribution", "attribution-abs"} <= set(SCORE_METHODS)
-    cfg = config_from_dict({"neurons": {"methods": ["magnitude", "attribution"]},
+    cfg = config_from_dict({"neurons": {"methods": ["magnitude", "change", "random", "attribution"]},
                             "ablation": {"method": "attribution"}})
-    assert cfg.neurons.methods == ["magnitude", "attribution"]
+    assert cfg.neurons.methods[-1] == "attribution"
     plan = build_plan(cfg, "/nonexistent-study")
     train = next(iter(plan.train.values()))
     assert _neuron_request(cfg, train, "hh-rlhf:helpful-base", None).with_attribution

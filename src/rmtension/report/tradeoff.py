@@ -80,7 +80,8 @@ def tradeoff_figure(dials: Sequence[Mapping[str, Any]], titles: Sequence[str]) -
         ax.set_title(title + (f"\ntrade-off: {verdict}" if verdict else ""))
         ax.set_xlabel("helpful-group accuracy")
         ax.set_ylabel("harmless-group accuracy")
-        ax.legend(loc="best", fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=7)
     for ax in axes[len(dials):]:
         ax.set_axis_off()
     return fig
