@@ -83,7 +83,7 @@ def child(args: argparse.Namespace) -> None:
 
         collect_attribution(scorer, prep.texts, ig_steps=4 if args.mode == "ig4" else 0)
     seconds = time.perf_counter() - t0
-    tokens = sum(len(x) for x in prep.tokenizer([t for p in prep.texts for t in p])["input_ids"])
+    tokens = sum(min(len(x), args.max_length) for x in prep.tokenizer([t for p in prep.texts for t in p])["input_ids"])
     print(json.dumps({"mode": args.mode, "seconds": round(seconds, 2), "rss_after_load_mb": round(rss_model, 1),
                       "peak_rss_mb": round(_rss_mb(), 1), "pass_peak_mb": round(_rss_mb() - rss_model, 1),
                       "pairs": len(prep.texts), "tokens": tokens, "threads": torch.get_num_threads()}))
@@ -148,8 +148,9 @@ def ablation(args: argparse.Namespace) -> None:
         ms = model_sites(prep.model)
         jac = {f"{a}|{b}": float((sets[a].mask & sets[b].mask).sum() / max((sets[a].mask | sets[b].mask).sum(), 1))
                for a, b in (("magnitude", "attribution"), ("magnitude", "attribution-abs"), ("attribution", "attribution-abs"))}
+        per_subset = args.heldout_harmless if objective == "harmless" else args.heldout
         bench = subsample(load_benchmark(OWN_SUBSETS[objective], args.data_dir,
-                                         rm_heldout_split(rm_dir, ["hh-heldout"])), args.heldout)
+                                         rm_heldout_split(rm_dir, ["hh-heldout"])), per_subset)
         abl = [prepare_ablation(ms, s, "zero", name=m) for m, s in sets.items()]
         t1 = time.perf_counter()
         res = sweep(prep.model, prep.tokenizer, [bench], abl, template=prep.info.get("template", "hh"),
@@ -199,7 +200,8 @@ def main() -> None:
     a.add_argument("--study", required=True)
     a.add_argument("--objectives", default="helpful,harmless")
     a.add_argument("--pairs", type=int, default=32)
-    a.add_argument("--heldout", type=int, default=40, help="held-out items per own-objective subset")
+    a.add_argument("--heldout", type=int, default=20, help="held-out items per helpful subset (3 subsets)")
+    a.add_argument("--heldout-harmless", type=int, default=60, help="held-out harmless-base items")
     a.add_argument("--k", type=float, default=10.0)
     a.add_argument("--batch-size", type=int, default=8)
     a.add_argument("--max-length", type=int, default=256)
