@@ -212,3 +212,16 @@ def test_tiny_study_with_attribution_and_a_dial_reports_the_tradeoff(tmp_path, d
     report = (out / "report" / "report.md").read_text()
     assert "tension dial" in report.lower()
     assert list((out / "report" / "figures").glob("dial_tradeoff_*.png"))
+
+
+def test_with_references_adds_the_points_and_the_verdict():
+    from rmtension.analysis.tradeoff import with_references
+
+    dial = {"factors": [0.0, 1.0], "points": [_pt(0.6, 0.5, factor=0.0), _pt(0.8, 0.72, factor=1.0)]}
+    out = with_references(dial, {"helpful": {**H, "benchmarks": {}}, "harmless": {**A, "benchmarks": {}}})
+    assert out["references"]["helpful"]["groups"] == H["groups"] and out["tradeoff"]["verdict"] == "beyond"
+    assert "tradeoff" not in dial  # the input is not changed
+    broken = with_references(dial, {"helpful": {"groups": {"helpful": 0.7}}, "harmless": A})
+    assert broken["tradeoff"]["verdict"] == "unavailable"
+    with pytest.raises(Exception, match="both reference RMs"):
+        with_references(dial, {"helpful": H})

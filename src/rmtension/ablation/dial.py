@@ -21,7 +21,7 @@ check of the whole path, recorded in ``dial.json`` as ``factor_one_exact``.
                  "groups_ci95": {"helpful": {"low", "high"}, "harmless": {...}},
                  "benchmarks": {name: {"groups", "groups_ci95"}}}, ...],
      "baseline": {"groups", "groups_ci95"}, "set": {...}, "rm": {...},
-     "references": {"helpful": {...}, "harmless": {...}}, "tradeoff": {...}}   # with reference RMs
+     "references": {"helpful": {...}, "harmless": {...}}, "tradeoff": {...}}   # analysis.tradeoff.with_references
 
 ``groups`` is the run's task-table group mean (``results.json`` top level: the unweighted mean of
 the helpful / harmless tasks over all the benchmarks), ``groups_ci95`` its 95% stratified bootstrap
@@ -80,16 +80,14 @@ class DialRun:
 
 def run_dial(model: Any, tokenizer: Any, benchmarks: Sequence[Any], neuron_set: Any, factors: Sequence[float], *,
              template: str = "hh", scorer_config: Any = None, grouping: str | None = None, share: bool = True,
-             references: dict[str, dict[str, Any]] | None = None, name: str | None = None) -> DialRun:
+             name: str | None = None) -> DialRun:
     """Evaluate ``benchmarks`` with ``neuron_set`` scaled by each factor (one shared-work sweep).
 
-    ``references``: ``results.json`` dicts of the helpful and harmless RMs on the same benchmarks
-    (keys ``helpful`` and ``harmless``); with them, ``dial.json`` carries their points and the
-    trade-off verdict (``rmtension.analysis.tradeoff``).
+    The reference RMs and the trade-off verdict are added by ``rmtension.analysis.tradeoff.with_references``
+    (a layer above this one).
     """
     from rmtension.ablation.ablate import prepare
     from rmtension.ablation.sweep import sweep
-    from rmtension.analysis.tradeoff import tradeoff_verdict
     from rmtension.bench.groups import DEFAULT_GROUPING
     from rmtension.neurons.sites import model_sites
 
@@ -120,13 +118,4 @@ def run_dial(model: Any, tokenizer: Any, benchmarks: Sequence[Any], neuron_set: 
         "grouping": result.baseline.results.get("grouping"),
         "sharing": result.stats.to_dict(),
     }
-    if references:
-        missing = {"helpful", "harmless"} - set(references)
-        if missing:
-            raise RmtensionError(f"the trade-off needs both reference RMs; missing: {', '.join(sorted(missing))}")
-        dial["references"] = {k: point_of(v) for k, v in references.items()}
-        try:
-            dial["tradeoff"] = tradeoff_verdict(dial["references"]["helpful"], dial["references"]["harmless"], points)
-        except RmtensionError as exc:  # e.g. benchmarks without a harmless group: the curve is still worth having
-            dial["tradeoff"] = {"verdict": "unavailable", "reason": str(exc), "points": []}
     return DialRun(result, dial)

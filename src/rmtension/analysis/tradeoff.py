@@ -127,3 +127,24 @@ def tradeoff_verdict(helpful_rm: Mapping[str, Any], harmless_rm: Mapping[str, An
             "interval": "normal approximation from the 95% bootstrap intervals, independent estimates (conservative "
                         "for items shared by the RMs), Bonferroni over the factors",
             "points": rows}
+
+
+def with_references(dial: Mapping[str, Any], references: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``dial`` (``rmtension.ablation.dial``) with the helpful and harmless RMs' points (from their
+    ``results.json`` dicts on the same benchmarks) and the trade-off verdict under ``tradeoff``.
+
+    A verdict that cannot be computed (e.g. benchmarks without a harmless group) is recorded as
+    ``unavailable`` with its reason: the curve is still worth having.
+    """
+    from rmtension.ablation.dial import point_of
+
+    missing = {"helpful", "harmless"} - set(references)
+    if missing:
+        raise RmtensionError(f"the trade-off needs both reference RMs; missing: {', '.join(sorted(missing))}")
+    out = dict(dial)
+    out["references"] = {k: point_of(dict(v)) for k, v in references.items()}
+    try:
+        out["tradeoff"] = tradeoff_verdict(out["references"]["helpful"], out["references"]["harmless"], dial["points"])
+    except RmtensionError as exc:
+        out["tradeoff"] = {"verdict": "unavailable", "reason": str(exc), "points": []}
+    return out

@@ -73,7 +73,7 @@ def run_dial_command(args: argparse.Namespace) -> int:
                 "harmless": _reference(args.harmless_rm, benches, args)}
     run = run_dial(model, tokenizer, benches, neuron_set, factors, template=template,
                    scorer_config=scorer_config(args), grouping=args.grouping, share=not args.no_share,
-                   references={k: v["result"].results for k, v in refs.items()} or None, name=Path(args.set).stem)
+                   name=Path(args.set).stem)
     rm = rm_record(args, info, template)
     for r in [run.sweep.baseline] + [sr.result for sr in run.sweep.sets]:
         r.results["rm"] = rm
@@ -84,6 +84,9 @@ def run_dial_command(args: argparse.Namespace) -> int:
         write_eval(out / "references" / k, v["result"])
     dial = {**run.dial, "rm": rm, "set_file": str(Path(args.set).resolve())}
     if refs:
+        from rmtension.analysis.tradeoff import with_references
+
+        dial = with_references(dial, {k: v["result"].results for k, v in refs.items()})
         dial["references"] = {k: {**dial["references"][k], "rm": v["result"].results["rm"]} for k, v in refs.items()}
     plot = None
     if refs and not args.no_plot:

@@ -531,9 +531,10 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 plan.overlap[(b, s)] = plan.add(Step("overlap", f"{_safe(b)}/s{s}", {"methods": cfg.neurons.methods},
                                                      _do_overlap(cfg, nsteps, bk),
                                                      deps=list(nsteps.values()) + ([bk] if bk is not None else [])))
-    from rmtension.study.dial_steps import add_dial_steps
+    from rmtension.study.dial_steps import PipelineParts, add_dial_steps
 
-    add_dial_steps(plan, dd)  # the optional tension dial (off by default: adds nothing)
+    # the optional tension dial (off by default: adds nothing); it gets this module's helpers, not an import of it
+    add_dial_steps(plan, dd, PipelineParts(_load_benches, _scorer_config, _rm_dir, _set_path, _safe))
     return plan
 
 
