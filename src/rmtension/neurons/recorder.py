@@ -12,8 +12,9 @@ recorder's hooks fire inside that forward and reduce each layer's activations at
   a causal model, whose real tokens never attend to later pads — keeps every layer's activations,
   then multiplies them by the attention mask and divides by the real-token count: the same
   per-side mean as ours, at the cost of time and memory; tests/test_neurons_fidelity.py);
-* each text's real tokens are one contiguous span of its batch row, reduced in place (no copy of the
-  activations) to four per-text sums [Σa, Σ|a|, Σa², #(a > 0)] in float32; the texts' group weights
+* each text's real tokens are one contiguous span of its batch row, reduced where it lies (no copy
+  of the batch's activations; |a|, a² and a > 0 pass through one reused span-sized buffer, see
+  ``_row_sums``) to four per-text sums [Σa, Σ|a|, Σa², #(a > 0)] in float32; the texts' group weights
   then combine those rows into float64 running totals, so nothing larger than one batch is ever
   held, and the memory does not grow with the number of texts. The per-text sums also give the
   per-text means (for the pair RMSD) for free;
