@@ -226,7 +226,9 @@ class NeuronStatsRecorder:
     def _base_hook(self, layer: int, a: torch.Tensor) -> None:
         st = self._batch
         if st is not None:  # a copy: the module may reuse its output buffer
-            st.base_act[layer] = a.detach().to(torch.float32, copy=True)
+            # a normal (not inference-mode) tensor, so that the RM's hook may subtract in place in any mode
+            with torch.inference_mode(False):
+                st.base_act[layer] = a.detach().to(torch.float32, copy=True)
         return None
 
     # ------------------------------------------------------------------ per call / per batch
