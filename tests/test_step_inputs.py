@@ -57,6 +57,15 @@ def test_no_action_holds_the_study_config(name: str, tmp_path: Path) -> None:
             assert not isinstance(value, Step) or any(value is d for d in st.deps), (st.label, value.label)
 
 
+def test_optional_dial_steps_do_not_hold_the_config_either(tmp_path: Path) -> None:
+    from rmtension.study.config import config_from_dict
+
+    plan = build_plan(config_from_dict({"backbones": ["tiny-gpt2"], "dial": {"enabled": True}}), tmp_path)
+    assert plan.dial
+    for st in plan.dial.values():
+        assert not any(isinstance(v, CONFIG_TYPES) for v in _held(st.action)), st.label
+
+
 def test_training_runs_the_config_its_params_describe(tmp_path: Path, monkeypatch) -> None:
     import rmtension.training.trainer as trainer
 

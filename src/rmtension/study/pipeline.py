@@ -62,6 +62,7 @@ class Plan:
     overlap: dict[tuple[str, int], Step] = field(default_factory=dict)
     backbone: dict[tuple[str, int], Step] = field(default_factory=dict)  # neurons-backbone (issue 11)
     neuron_length: dict[tuple[str, str, int], Step] = field(default_factory=dict)  # objective "backbone" included
+    dial: dict[tuple[str, int], Step] = field(default_factory=dict)  # optional tension dial (study/dial_steps.py)
 
     def add(self, step: Step) -> Step:
         step.root = self.root
@@ -224,7 +225,15 @@ def _neuron_request(params: dict[str, Any], train_step: Step, data_dir: str | No
     p = params
     return ScoreRequest(rm=str(_rm_dir(train_step)), data=p["source"], method=p["methods"][0], site=p["site"],
                         data_dir=data_dir, max_pairs=p["max_pairs"], split="train", batch_size=p["batch_size"],
-                        max_length=p["max_length"], seed=p["seed"], with_change="change" in p["methods"])
+                        max_length=p["max_length"], seed=p["seed"], with_change="change" in p["methods"],
+                        with_attribution=_wants_attribution(p["methods"]))
+
+
+def _wants_attribution(methods: list[str]) -> bool:
+    """Whether a neuron step runs the attribution gradient pass (an ``attribution*`` method is listed)."""
+    from rmtension.neurons.scores import needs_attribution
+
+    return any(needs_attribution(m) for m in methods)
 
 
 def _backbone_methods(cfg: StudyConfig) -> list[str]:
@@ -243,6 +252,7 @@ def _backbone_request(params: dict[str, Any], data_dir: str | None):
     return ScoreRequest(rm=None, data=p["source"], method=p["methods"][0], site=p["site"], data_dir=data_dir,
                         max_pairs=p["max_pairs"], split="train", batch_size=p["batch_size"], max_length=p["max_length"],
                         seed=p["seed"], base=p["backbone"], backbone_baseline=True, head_seed=p["head_seed"],
+                        with_attribution=_wants_attribution(p["methods"]),
                         heldout=HeldoutSplit(p["heldout_fraction"], DEFAULT_SALT), template=p["template"])
 
 
@@ -541,6 +551,10 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 plan.overlap[(b, s)] = plan.add(Step("overlap", f"{_safe(b)}/s{s}", {"methods": cfg.neurons.methods},
                                                      _do_overlap(nsteps, bk),
                                                      deps=list(nsteps.values()) + ([bk] if bk is not None else [])))
+    from rmtension.study.dial_steps import PipelineParts, add_dial_steps
+
+    # the optional tension dial (off by default: adds nothing); it gets this module's helpers, not an import of it
+    add_dial_steps(plan, dd, PipelineParts(_load_benches, _scorer_config, _rm_dir, _set_path, _safe))
     return plan
 
 
