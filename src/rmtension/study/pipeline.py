@@ -543,9 +543,37 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def select_steps(plan: Plan, cell: str | None = None, labels: list[str] | None = None) -> list[Step]:
+    """The steps a run works on, in plan order: all, one cell's (``cell``) or the named ones (``labels``,
+    ``kind:name`` as ``rmtension plan`` prints them). Shared by the serial and the Ray executor."""
+    if cell is not None and cell not in plan.cells():
+        raise RmtensionError(f"unknown cell {cell!r}; cells: {', '.join(plan.cells())}")
+    if labels:
+        known = {st.label for st in plan.steps}
+        unknown = [x for x in labels if x not in known]
+        if unknown:
+            raise RmtensionError(f"unknown step {unknown[0]!r}; `rmtension plan CONFIG` lists the steps")
+    return [st for st in plan.steps if (cell is None or st.cell == cell) and (not labels or st.label in labels)]
+
+
+def reuse_state(st: Step, verify: bool = False, warn: Callable[[str], None] = _stderr) -> tuple[bool, bool]:
+    """(cached, fresh): whether a step's finished outputs can be reused, and whether a rerun must start
+    from an empty folder (its outputs changed: never resumed from). ``warn`` says why a step reruns."""
+    if st.done():
+        problem = st.changes(full=verify)
+        if problem is None:
+            return True, False
+        warn(f"step {st.label}: outputs changed ({problem}); re-running")
+        return False, True
+    if (st.folder / "step.json").exists():
+        warn(f"step {st.label}: outputs changed (step.json: unreadable or not this step's); re-running")
+        return False, True
+    return False, False
+
+
 def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = print, verify: bool = False,
-            warn: Callable[[str], None] = _stderr) -> dict[str, int]:
-    """Run every step not already complete (only one cell's with ``cell``); return counts.
+            warn: Callable[[str], None] = _stderr, labels: list[str] | None = None) -> dict[str, int]:
+    """Run every step not already complete (only one cell's with ``cell``, only ``labels``); return counts.
 
     A complete step is reused only when its outputs still match what it recorded (``Step.changes``;
     every hash with ``verify``); otherwise ``warn`` says why and it is run again from scratch.
@@ -556,23 +584,14 @@ def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = p
 
     from rmtension.study.progress import StepClock, step_done_line
 
-    if cell is not None and cell not in plan.cells():
-        raise RmtensionError(f"unknown cell {cell!r}; cells: {', '.join(plan.cells())}")
     counts = {"cached": 0, "ran": 0}
     clock = StepClock()
-    todo = [st for st in plan.steps if cell is None or st.cell == cell]
+    todo = select_steps(plan, cell, labels)
     for i, st in enumerate(todo, 1):
-        fresh = False
-        if st.done():
-            problem = st.changes(full=verify)
-            if problem is None:
-                counts["cached"] += 1
-                continue
-            warn(f"step {st.label}: outputs changed ({problem}); re-running")
-            fresh = True
-        elif (st.folder / "step.json").exists():
-            warn(f"step {st.label}: outputs changed (step.json: unreadable or not this step's); re-running")
-            fresh = True
+        cached, fresh = reuse_state(st, verify, warn)
+        if cached:
+            counts["cached"] += 1
+            continue
         missing = [d.label for d in st.deps if not d.done()]
         if missing:
             raise RmtensionError(f"step {st.label} needs {', '.join(missing)} first (run those cells, or run without --cell)")
