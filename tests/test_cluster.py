@@ -1,0 +1,256 @@
+"""The study on a cluster (issue 17): `run --executor ray`, `plan --slurm`, `run --step`.
+
+The Ray tests start a local cluster of 2 CPUs and run a small study three times (serially, on Ray, on
+Ray with a worker killed mid-step); they are marked slow (CI runs them; locally RMTENSION_SLOW=1) and
+are skipped where Ray is not installed (it is an optional extra). The Slurm script and the install hint
+need neither Ray nor a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rmtension.cli.main import main
+from rmtension.study.config import load_study_config
+from rmtension.study.pipeline import build_plan
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The cluster tests' study: configs/tiny.yaml cut to one seed and fewer items (three cells that run side by
+# side, every step kind), so that three runs of it fit in CI's time. Same sections, smaller numbers.
+CLUSTER = {
+    **yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text()),
+    "name": "tiny-cluster",
+    "seeds": [0],
+}
+CLUSTER["training"]["overrides"].update(max_pairs=16, heldout_max_pairs=8, max_length=128)
+CLUSTER["evaluation"].update(benchmarks=["hh-heldout", "llmbar:llmbar-natural"], max_items=4, max_length=128)
+CLUSTER["neurons"].update(max_pairs=6, max_length=128)
+CLUSTER["ablation"].update(benchmarks=["hh-heldout"], max_items=3)
+CLUSTER["ablation"]["curves"].update(k=[0, 10, 30], max_items=3)
+
+
+def _config(tmp_path: Path) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(CLUSTER))
+    return path
+
+
+# ----------------------------------------------------------------------------- Slurm
+
+
+def _parse_stages(script: str) -> list[dict]:
+    """Each `sbatch` here-document of the script: its variable, dependency, #SBATCH options, case commands."""
+    stages = []
+    pattern = re.compile(r"^(jid_\w+)=\$\(sbatch --parsable(.*?) <<'(\w+)'\n(.*?)\n\3\n\)$", re.S | re.M)
+    for var, flags, _, body in pattern.findall(script):
+        dep = re.search(r"--dependency=afterok:\$(\w+)", flags)
+        options = dict(re.findall(r"^#SBATCH --([\w-]+)=(.*)$", body, re.M))
+        cases = re.findall(r"^  (\d+)\) exec (.*) ;;$", body, re.M)
+        stages.append({"var": var, "after": dep.group(1) if dep else None, "options": options,
+                       "commands": {int(i): shlex.split(c) for i, c in cases}})
+    return stages
+
+
+def test_slurm_script_has_one_array_per_stage_afterok_and_one_line_per_cell(tmp_path, capsys):
+    cfg = REPO / "configs" / "tiny.yaml"
+    out = tmp_path / "study"
+    rc = main(["plan", str(cfg), "--out", str(out), "--slurm", "--gpus", "1", "--partition", "gpu",
+               "--time", "02:00:00", "--data-dir", str(tmp_path)])
+    script = capsys.readouterr().out
+    assert rc == 0
+    plan = build_plan(load_study_config(cfg), out, str(tmp_path))
+    stages = _parse_stages(script)
+    assert [s["var"] for s in stages] == ["jid_cells", "jid_groups", "jid_report"]
+    # afterok chain: each stage waits for the one before it
+    assert [s["after"] for s in stages] == [None, "jid_cells", "jid_groups"]
+    cells, groups, report = stages
+    # one array index per cell, each `rmtension run CONFIG --out OUT --cell C` on the same folder
+    assert cells["options"]["array"] == f"0-{len(plan.cells()) - 1}" and len(plan.cells()) == 6
+    assert sorted(c[c.index("--cell") + 1] for c in cells["commands"].values()) == sorted(plan.cells())
+    for cmd in [*cells["commands"].values(), *groups["commands"].values(), *report["commands"].values()]:
+        assert cmd[:3] == ["rmtension", "run", str(cfg.resolve())]
+        assert cmd[cmd.index("--out") + 1] == str(out.resolve()) and cmd[cmd.index("--data-dir") + 1] == str(tmp_path)
+    # resources per stage: GPUs for the model stages, none for the report
+    assert cells["options"]["gres"] == groups["options"]["gres"] == "gpu:1" and "gres" not in report["options"]
+    assert cells["options"]["partition"] == "gpu" and cells["options"]["time"] == "02:00:00"
+    # one index per backbone × seed, and every step of the plan is run by exactly one index of stages 1-2
+    assert len(groups["commands"]) == 2
+    in_cells = {st.label for st in plan.steps if st.cell is not None}
+    in_groups = [c[i + 1] for c in groups["commands"].values() for i, a in enumerate(c) if a == "--step"]
+    assert len(in_groups) == len(set(in_groups)) and not set(in_groups) & in_cells
+    assert set(in_groups) | in_cells == {st.label for st in plan.steps}
+    assert list(report["commands"]) == [0] and "--cell" not in report["commands"][0]
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+
+
+def test_slurm_script_submits_with_the_job_ids_of_the_stage_before(tmp_path, capsys):
+    """The script run against a stand-in `sbatch` (prints a job id, records its arguments and batch script)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "sbatch.log"
+    (bindir / "sbatch").write_text(
+        "#!/usr/bin/env bash\n"
+        f'n=$(( $(ls {tmp_path}/job-* 2>/dev/null | wc -l) + 101 ))\n'
+        f'cat > {tmp_path}/job-$n\n'
+        f'echo "$n $*" >> {log}\n'
+        'echo "$n;cluster"\n')
+    (bindir / "sbatch").chmod(0o755)
+    assert main(["plan", "tiny", "--out", str(tmp_path / "study"), "--slurm", "--gpus", "0"]) == 0
+    script = capsys.readouterr().out
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-s"], input=script, text=True, env=env, capture_output=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    assert calls == ["101 --parsable", "102 --parsable --dependency=afterok:101 --kill-on-invalid-dep=yes",
+                     "103 --parsable --dependency=afterok:102 --kill-on-invalid-dep=yes"]
+    first = (tmp_path / "job-101").read_text()
+    assert "#SBATCH --array=0-5" in first and "--gres" not in first  # --gpus 0: a CPU-only cluster
+    assert (tmp_path / "study" / "slurm-logs").is_dir()
+
+
+def test_run_step_runs_only_the_named_steps_and_needs_their_dependencies(tmp_path, capsys, data_dir):
+    cfg = _config(tmp_path)
+    out = tmp_path / "study"
+    plan = build_plan(load_study_config(cfg), out, str(data_dir))
+    compare = plan.compare[("tiny-llama", 0)].label
+    rc = main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--step", compare])
+    assert rc == 2 and "needs eval:tiny-llama/helpful-s0" in capsys.readouterr().err
+    rc = main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--step", "train:nope", "--dry-run"])
+    assert rc == 2 and "unknown step 'train:nope'" in capsys.readouterr().err
+    rc = main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--step", compare, "--dry-run",
+               "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["step"] for r in rows] == [compare]
+
+
+# ----------------------------------------------------------------------------- Ray optional
+
+
+def test_executor_ray_without_ray_says_how_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when not installed
+    out = tmp_path / "study"
+    rc = main(["run", "tiny", "--out", str(out), "--executor", "ray"])
+    err = capsys.readouterr().err
+    assert rc == 2 and 'pip install -e ".[ray]"' in err
+    assert not out.exists()  # refused before the study folder is touched
+    # everything else still works without Ray: the plan, the Slurm script, a dry run
+    assert main(["plan", "tiny", "--out", str(out), "--slurm"]) == 0
+    assert main(["run", "tiny", "--out", str(out), "--dry-run"]) == 0
+
+
+def test_ray_options_only_with_the_ray_executor(tmp_path, capsys):
+    rc = main(["run", "tiny", "--out", str(tmp_path / "s"), "--address", "auto"])
+    assert rc == 2 and "--address and --cpus go with --executor ray" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- Ray runs (slow)
+
+
+def _numbers(summary_path: Path, root: Path):
+    """A summary without what legitimately differs between two runs of the same study: clock times, and
+    the study folder's own path (written into each RM's record)."""
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in ("created", "wall_time_s")}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+    return strip(json.loads(summary_path.read_text().replace(str(root), "OUT")))
+
+
+@pytest.fixture(scope="module")
+def serial_study(tmp_path_factory, data_dir):
+    """The cluster study run serially once: the numbers the Ray runs must reproduce."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("RMTENSION_TEST_THREADS", "1")))
+    tmp = tmp_path_factory.mktemp("serial")
+    cfg = _config(tmp)
+    out = tmp / "study"
+    # the model cache the function-scoped _isolated_env fixture gives the Ray tests (set up after this one)
+    cache = os.environ.get("RMTENSION_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "rmtension-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RMTENSION_CACHE", cache)
+        mp.delenv("RMTENSION_DATA_DIR", raising=False)
+        assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report", "--quiet"]) == 0
+    return cfg, _numbers(out / "summary.json", out)
+
+
+def _intervals(out: Path, kind: str) -> list[tuple[float, float]]:
+    """(start, end) wall-clock times of each finished step of ``kind`` (step.json is written at the end)."""
+    spans = []
+    for marker in out.glob(f"steps/{kind}/*/step.json"):
+        end = marker.stat().st_mtime
+        spans.append((end - json.loads(marker.read_text())["seconds"], end))
+    return spans
+
+
+@pytest.mark.slow
+def test_ray_run_equals_the_serial_run_and_runs_cells_side_by_side(tmp_path, data_dir, serial_study, capsys):
+    pytest.importorskip("ray")
+    cfg, serial = serial_study
+    out = tmp_path / "study"
+    rc = main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report",
+               "--executor", "ray", "--cpus", "2"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert _numbers(out / "summary.json", out) == serial  # every number, every list
+    assert "is visible to all of them" in err and re.search(r"train:tiny-llama/\w+-s0 running on \S+ \(pid \d+\)", err)
+    # two trainings overlapped in time: independent cells ran side by side on the 2 CPUs
+    spans = sorted(_intervals(out, "train"))
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), spans
+    # the same cache: a serial run afterwards finds everything complete
+    assert main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ran"] == 0
+
+
+@pytest.mark.slow
+def test_ray_retries_a_step_whose_worker_was_killed(tmp_path, data_dir, serial_study, capsys):
+    pytest.importorskip("ray")
+    cfg, serial = serial_study
+    out = tmp_path / "study"
+    running = out / ".ray" / "running"
+    killed: dict = {}
+
+    def kill_first_training() -> None:
+        """SIGKILL the worker process of the first training step seen running (mid-step: its record
+        exists only between the step's start and its end)."""
+        deadline = time.time() + 600
+        while time.time() < deadline and not killed:
+            for rec in running.glob("*.json") if running.is_dir() else []:
+                try:
+                    info = json.loads(rec.read_text())
+                except (OSError, ValueError):
+                    continue
+                if not info["label"].startswith("train:"):
+                    continue
+                os.kill(info["pid"], signal.SIGKILL)
+                killed.update(info, at=time.time(), folder=rec.name[: -len(".json")])
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_first_training, daemon=True)
+    killer.start()
+    rc = main(["run", str(cfg), "--out", str(out), "--data-dir", str(data_dir), "--no-report",
+               "--executor", "ray", "--cpus", "2"])
+    err = capsys.readouterr().err
+    killer.join(timeout=5)
+    assert rc == 0, err
+    assert killed, "no training step was seen running"
+    # the killed step was started again by Ray (a new worker process) and finished after the kill
+    assert re.search(rf"{re.escape(killed['label'])} running on \S+ \(pid (?!{killed['pid']}\))\d+\)", err), err
+    assert (out / "steps" / "train" / killed["folder"] / "step.json").stat().st_mtime > killed["at"]
+    assert _numbers(out / "summary.json", out) == serial
