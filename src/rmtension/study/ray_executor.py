@@ -250,6 +250,9 @@ def execute_ray(plan: Plan, cell: str | None = None, echo: Callable[[str], None]
     if started_here:
         init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if opts.address is None:
+            # A local cluster for this run only: small object store (steps pass file paths, not data), and no
+            # usage statistics sent anywhere unless the user opted in (RAY_USAGE_STATS_ENABLED=1).
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             init.update(num_cpus=opts.num_cpus, object_store_memory=200 * 2**20)
         else:
             init["address"] = opts.address
