@@ -68,7 +68,7 @@ class RayOptions:
     num_cpus: int | None = None  # CPUs of the local cluster (None: all of this machine's)
     cpus_per_step: float = 1.0
     gpus_per_step: float = 1.0  # per model step, where the cluster has GPUs
-    poll_s: float = 1.0
+    poll_s: float = 1.0  # how often the driver looks for steps that started (their running records)
 
 
 def running_dir(root: Path) -> Path:
@@ -277,7 +277,7 @@ def execute_ray(plan: Plan, cell: str | None = None, echo: Callable[[str], None]
                 st, fresh[st.folder.name], cwd, *deps)
             refs[st.folder.name] = ref
             pending[ref] = st
-        counts["ran"] = _wait_all(ray, plan.root, pending, len(to_run), echo)
+        counts["ran"] = _wait_all(ray, plan.root, pending, len(to_run), echo, opts.poll_s)
     except BaseException:
         for ref in pending:
             try:
@@ -291,13 +291,14 @@ def execute_ray(plan: Plan, cell: str | None = None, echo: Callable[[str], None]
     return counts
 
 
-def _wait_all(ray: Any, root: Path, pending: dict[Any, Step], total: int, echo: Callable[[str], None]) -> int:
+def _wait_all(ray: Any, root: Path, pending: dict[Any, Step], total: int, echo: Callable[[str], None],
+              poll_s: float = 1.0) -> int:
     """Wait for every task, printing progress; raise at the end if any step failed. Returns steps run."""
     progress = _Progress(total)
     failed: list[str] = []
     ran = 0
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
         _poll_running(root, {st.folder.name: st for st in pending.values()}, progress, echo)
         order = {id(st): i for i, st in enumerate(pending.values())}
         for ref in sorted(ready, key=lambda r: order[id(pending[r])]):  # dependencies before dependents
