@@ -254,3 +254,53 @@ def test_ray_retries_a_step_whose_worker_was_killed(tmp_path, data_dir, serial_s
     assert re.search(rf"{re.escape(killed['label'])} running on \S+ \(pid (?!{killed['pid']}\))\d+\)", err), err
     assert (out / "steps" / "train" / killed["folder"] / "step.json").stat().st_mtime > killed["at"]
     assert _numbers(out / "summary.json", out) == serial
+
+
+# ----------------------------------------------------------------------------- the graph (pure functions)
+
+
+def _chain_plan():
+    """a → b → d and a → c → d, with e alone: the critical path is a, c, d when c is the slower branch."""
+    from rmtension.study.steps import Step
+
+    a = Step("train", "a", {}, lambda s: {})
+    b = Step("eval", "b", {}, lambda s: {}, deps=[a])
+    c = Step("neurons", "c", {}, lambda s: {}, deps=[a])
+    d = Step("overlap", "d", {}, lambda s: {}, deps=[b, c])
+    e = Step("neurons-backbone", "e", {}, lambda s: {})
+    return [a, b, c, d, e]
+
+
+def test_critical_path_and_list_schedule():
+    from rmtension.study.graph import critical_path, list_schedule
+
+    steps = _chain_plan()
+    secs = {"train:a": 10.0, "eval:b": 3.0, "neurons:c": 5.0, "overlap:d": 1.0, "neurons-backbone:e": 12.0}
+    cp = critical_path(steps, secs)
+    assert cp.path == ["train:a", "neurons:c", "overlap:d"] and cp.seconds == 16.0 and cp.total_seconds == 31.0
+    assert list_schedule(steps, secs, 1) == 31.0
+    # two workers: a (0-10) and e (0-12) at once; at 10 b takes the free worker (plan order) until 13,
+    # c gets the other at 12 until 17, then d until 18: greedy, not optimal (c first would give 16)
+    assert list_schedule(steps, secs, 2) == 18.0
+    assert list_schedule(steps, secs, 10) == 16.0  # never below the critical path
+
+
+def test_memory_hint_follows_the_backbone_size():
+    from rmtension.models.backbones import describe_backbone
+    from rmtension.study.graph import BASE_PROCESS_BYTES, backbone_params, memory_hint
+
+    assert backbone_params("HuggingFaceTB/SmolLM2-1.7B") == 1_700_000_000
+    assert backbone_params("HuggingFaceTB/SmolLM2-135M") == 135_000_000
+    assert backbone_params("openai-community/gpt2-large") == 774_000_000
+    assert backbone_params("no-size-here") is None and memory_hint("no-size-here", "train", False) is None
+    # a materialised backbone: its config's estimate is close to the real parameter count
+    import transformers
+
+    folder = describe_backbone("tiny-llama").folder
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    real = sum(p.numel() for p in model.parameters())
+    assert abs(backbone_params("tiny-llama") - real) <= 0.1 * real
+    # training on a CPU asks for more than a forward pass; a table step only for the process itself
+    big = "HuggingFaceTB/SmolLM2-1.7B"
+    assert memory_hint(big, "train", False) > memory_hint(big, "eval", False) > memory_hint(big, "eval", True)
+    assert memory_hint(big, "compare", False) == BASE_PROCESS_BYTES
