@@ -131,6 +131,8 @@ def test_length_only_rm_is_at_chance_on_length_matched_pairs_and_findings_say_le
     assert h["diff"] == pytest.approx(h["a_mean"] - h["b_mean"])
     lo, hi = h["length_matched"]["ci95"]["low"], h["length_matched"]["ci95"]["high"]
     assert lo < 0 < hi  # on length-matched pairs the difference is gone
+    adj = h["length_adjusted"]["ci95"]
+    assert adj["low"] < 0 < adj["high"]  # and at equal length in the logistic adjustment too
     f = finding_a(contrasts)
     assert f.verdict == INCONCLUSIVE_LENGTH
 
@@ -169,9 +171,55 @@ def test_pairing_and_a_real_difference_is_supported(tmp_path: Path):
     expected = np.mean([random.Random(31 + i).random() < 0.8 and i % 10 == 0 for i in range(300)])
     assert hh["diff"] == pytest.approx(expected)
     assert 0 < hh["ci95"]["low"] < expected < hh["ci95"]["high"] < 0.2
+    # these RMs ignore length: the length-adjusted difference agrees with the raw one
+    assert hh["length_adjusted"]["diff"] == pytest.approx(expected, abs=0.03)
     mh = next(c for c in contrasts if c["name"] == "mixed-vs-harmless" and c["task"] == "hh-heldout/harmless (group mean)")
     assert mh["ci95"]["high"] < 0  # the mixed RM trails the harmless RM on harmless items
     assert finding_a(contrasts).verdict in (SUPPORTED, INCONCLUSIVE_LENGTH)
     with pytest.raises(Exception, match="gone.jsonl"):
         from rmtension.data.io import read_jsonl  # the reader the study's gather uses for items files
         read_jsonl(tmp_path / "gone.jsonl")
+
+
+def test_length_adjusted_accuracy_removes_a_length_rule_and_keeps_a_real_effect():
+    """The logistic length adjustment (analysis.length.logistic_at_zero through pooled): an RM that scores by
+    length alone sits at ≈ 0.5 at equal length although its raw accuracy is far from it; an RM whose margin
+    mixes length with a real preference keeps the real part; on real HH lengths, where matched pairs are too
+    few for the matched check, finding (a) is decided by the adjusted difference."""
+    lengths = hh_lengths(400, "harmless-base")
+    rows = {"len": rows_for(by_length(-1), lengths, subset="harmless-base", group="harmless"),
+            "flat": rows_for(correct_with(0.7), lengths, subset="harmless-base", group="harmless")}
+    runs = [run("harmless", 0, "len", {"harmless-base": "harmless"})]
+    pooled, _ = pooled_entries(runs, rows, n_resamples=300)
+    e = next(p for p in pooled if p["kind"] == "subset")
+    shorter_wins = np.mean([c < r for c, r in lengths])
+    assert e["mean"] == pytest.approx(shorter_wins)
+    assert abs(e["length_adjusted"]["mean"] - 0.5) < 0.08 and e["length_adjusted"]["ci95"]["low"] < 0.5
+    pooled, _ = pooled_entries([run("harmless", 0, "flat", {"harmless-base": "harmless"})], rows, n_resamples=300)
+    e = next(p for p in pooled if p["kind"] == "subset")
+    assert e["length_adjusted"]["mean"] == pytest.approx(e["mean"], abs=0.04)
+
+    # two RMs: both prefer shorter responses equally; the 'harmless' one also knows the answer on 30% more
+    # items. Raw and adjusted differences both show it; matched pairs are too few on these real lengths.
+    def mixed_rm(extra: float):
+        def score(i, c, r, seed):
+            knows = random.Random(500 + i).random() < extra
+            return (-c + (1e6 if knows else 0.0), -r)
+        return score
+    rows = {"harm": rows_for(mixed_rm(0.35), lengths, subset="harmless-base", group="harmless"),
+            "help": rows_for(mixed_rm(0.05), lengths, subset="harmless-base", group="harmless")}
+    runs = [run("harmless", 0, "harm", {"harmless-base": "harmless"}), run("helpful", 0, "help", {"harmless-base": "harmless"})]
+    _, contrasts = pooled_entries(runs, rows, n_resamples=300)
+    c = next(x for x in contrasts if x["name"] == "helpful-vs-harmless" and x["kind"] == "group")
+    assert c["ci95"]["high"] < 0 and c["length_adjusted"]["ci95"]["high"] < 0
+    assert (c["length_matched"] or {}).get("min_subset_items", 0) < 40
+    from rmtension.analysis.findings import contrast_evidence
+    ev = contrast_evidence(dict(c, length_matched=dict(c["length_matched"] or {}, min_subset_items=3)), -1, "x")
+    assert ev.verdict == SUPPORTED and "length-adjusted" in ev.note
+    # matched pairs that contradict the adjustment (enough of them, interval on the other side) win
+    ev = contrast_evidence(dict(c, length_matched={"diff": 0.3, "ci95": {"low": 0.1, "high": 0.5}, "n_cells": 40,
+                                                   "n_items": 40, "min_subset_items": 40}), -1, "x")
+    assert ev.verdict == INCONCLUSIVE_LENGTH and "length-matched" in ev.note
+    ev = contrast_evidence(dict(c, length_adjusted={"diff": 0.0, "ci95": {"low": -0.1, "high": 0.1}},
+                                length_matched=None), -1, "x")
+    assert ev.verdict == INCONCLUSIVE_LENGTH

@@ -66,7 +66,8 @@ def with_controls(summary: dict[str, Any]) -> dict[str, Any]:
                                    "kind": kind, "seeds": [0, 1], "n_items": 100, "subsets": {task: 100},
                                    "mean": means[o], "ci95": _ci(means[o]),
                                    "length_matched": {"mean": 0.5, "ci95": _ci(0.5), "n_cells": 30, "n_items": 30,
-                                                      "min_subset_items": 30}})
+                                                      "min_subset_items": 30},
+                                   "length_adjusted": {"mean": 0.61, "ci95": _ci(0.61), "model": "logistic"}})
                 for a, b in (("helpful", "harmless"), ("mixed", "helpful"), ("mixed", "harmless")):
                     d = means[a] - means[b]
                     contrasts.append({"backbone": bb, "task": task, "bench": bench, "group": g, "kind": kind,
@@ -176,6 +177,8 @@ def test_length_controls_table(built):
     assert float(r["Shorter wins (fraction)"]) == pytest.approx(0.7)
     assert float(r["Length-matched (fraction) mean"]) == pytest.approx(0.5)  # the pooled estimate
     assert float(r["Matched pairs"]) == 30
+    assert float(r["Length-adjusted (fraction) mean"]) == pytest.approx(0.61)  # the pooled logistic adjustment
+    assert float(r["Length-adjusted (fraction) ci95 low"]) == pytest.approx(0.61 - HALF_WIDTH)
     assert float(r["Margin–length ρ mean"]) == pytest.approx(0.4)
     assert {x["RM"] for x in rows} == set(OBJECTIVES)
 

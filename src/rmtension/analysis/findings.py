@@ -21,10 +21,17 @@ Rules (pure functions of summary.json's lists, docs/STUDY_FORMAT.md):
   :data:`MIN_SEEDS` seeds or :data:`MIN_ITEMS` neurons, is inconclusive whatever its interval.
 - **Length check, (a) and (b).** Each comparison is a paired RM-vs-RM difference of a benchmark's
   group mean (summary ``contrasts``: two-way items × seeds bootstrap, :mod:`rmtension.analysis.pooled`).
-  A decisive raw result (either way) must reappear on length-matched pairs (chosen and rejected within
-  10% of each other's length): the length-matched interval must exclude 0 on the same side, and every
-  subset must have at least :data:`MIN_ITEMS` items with a matched pair. Otherwise the comparison is
-  *inconclusive (length)*: what the raw numbers show may be a length preference.
+  A decisive raw result (either way) must reappear once length is controlled. On pairwise benchmarks
+  (HH, LLMBar) the check is the length-adjusted difference: a logistic fit of correctness on the relative
+  length difference over every pair, read at equal length (:mod:`rmtension.analysis.pooled`); its interval
+  must exclude 0 on the same side, and the length-matched pairs (chosen and rejected within 10% of each
+  other's length) must not contradict it (an interval excluding 0 on the other side, where every subset
+  has at least :data:`MIN_ITEMS` matched items). Why both: HH-RLHF has few equal-length pairs (28 of the
+  429 held-out harmless-base pairs), so the model-free matched check alone can never decide there; the
+  adjustment trades that for a model (a smooth, monotone dependence on length). Elsewhere (RM-Bench's
+  3×3 items) the length-matched interval decides, with at least :data:`MIN_ITEMS` matched items in every
+  subset. Otherwise the comparison is *inconclusive (length)*: what the raw numbers show may be a length
+  preference. (Rule fixed on 2026-12-05 after the quickstart run, before the evidence run's numbers existed.)
 - **Holm, (c) and (d).** Each comparison is an ``ablation_stats`` row (ablated set vs its size-matched
   random set, paired over items within seeds, Holm-corrected within its table). A row counts as
   decisive only when it *survives* Holm (``p_holm`` < 0.05) and its interval of ``diff`` = set − random
@@ -187,19 +194,29 @@ def contrast_evidence(row: Entry, direction: int, label: str) -> Evidence:
     if raw == INCONCLUSIVE:
         return ev(INCONCLUSIVE, f"interval {_iv(low, high)} pp includes 0")
     lm = row.get("length_matched") if isinstance(row.get("length_matched"), Mapping) else None
+    la = row.get("length_adjusted") if isinstance(row.get("length_adjusted"), Mapping) else None
+    lm_n = int(_f((lm or {}).get("min_subset_items")) or 0)
+    m_low, m_high = interval_bounds((lm or {}).get("ci95"))
+    matched = interval_verdict(m_low, m_high, direction) if lm is not None and lm_n >= MIN_ITEMS else None
+    m_shown = (f"length-matched {_pp(_f(lm.get('diff')))} {_iv(m_low, m_high)} pp "
+               f"({int(_f(lm.get('n_cells')) or 0)} pairs)") if lm is not None else "no length-matched pairs"
+    if la is not None:
+        a_low, a_high = interval_bounds(la.get("ci95"))
+        adjusted = interval_verdict(a_low, a_high, direction)
+        a_shown = f"length-adjusted {_pp(_f(la.get('diff')))} {_iv(a_low, a_high)} pp"
+        if adjusted != raw:
+            return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but {a_shown} ({adjusted}); {m_shown}")
+        if matched is not None and matched not in (raw, INCONCLUSIVE):
+            return ev(INCONCLUSIVE_LENGTH, f"raw: {raw} and {a_shown}, but {m_shown} ({matched})")
+        return ev(raw, f"holds at equal length: {a_shown}; {m_shown}")
     if lm is None:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; no length-matched pairs to check it on")
-    lm_n = int(_f(lm.get("min_subset_items")) or 0)
-    l_low, l_high = interval_bounds(lm.get("ci95"))
-    if lm_n < MIN_ITEMS:
+    if matched is None:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; a subset has only {lm_n} items with length-matched pairs "
                                        f"(< {MIN_ITEMS}) to check it on")
-    matched = interval_verdict(l_low, l_high, direction)
     if matched != raw:
-        return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but on length-matched pairs {_pp(_f(lm.get('diff')))} "
-                                       f"{_iv(l_low, l_high)} pp ({matched})")
-    return ev(raw, f"holds on length-matched pairs: {_pp(_f(lm.get('diff')))} {_iv(l_low, l_high)} pp "
-                   f"({int(_f(lm.get('n_cells')) or 0)} pairs)")
+        return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but {m_shown} ({matched})")
+    return ev(raw, f"holds on {m_shown}")
 
 
 def _group_contrasts(contrasts: Sequence[Entry], name: str, group: str) -> list[Entry]:

@@ -33,6 +33,10 @@ Definitions (documented in docs/STUDY_FORMAT.md):
   within 10% of the longer one; two empty responses match), the share where the chosen response
   scores strictly higher — the benchmarks' pairwise rule, a tie being a miss. Reported with the
   number of such cells and, for comparison on the same scale, the same accuracy over all cells.
+- **length-adjusted accuracy** (:func:`logistic_at_zero`, pairwise items only): the accuracy at zero length
+  difference of a logistic fit of per-item correctness on the signed relative length difference; it uses
+  every pair where length-matched accuracy uses the few equal-length ones, at the price of a model (a
+  smooth, monotone dependence on length). Intervals come from the callers' bootstraps (analysis.pooled).
 - **length bins** (:func:`length_bins`): the same cell accuracy within quantile bins (default
   quintiles) of the signed relative length difference (len(chosen) − len(rejected)) /
   max(len(chosen), len(rejected)), with n per bin.
@@ -350,6 +354,59 @@ def length_bins(c: Cells, bins: int = DEFAULT_BINS) -> list[dict[str, Any]]:
             out.append({"low": float(edges[k]), "high": float(edges[k + 1]), "n": int(m.sum()),
                         "score": float(hit[m].mean())})
     return out
+
+
+# ----------------------------------------------------------------------------- length-adjusted accuracy
+
+
+ADJUST_ITERATIONS = 30
+ADJUST_RIDGE = 1e-3
+ADJUST_MODEL = ("logistic regression of per-item correctness on the signed relative length difference "
+                "d = (len chosen - len rejected) / max; accuracy at d = 0")
+
+
+def logistic_at_zero(y: np.ndarray, x: np.ndarray, w: np.ndarray, *, iterations: int = ADJUST_ITERATIONS,
+                     ridge: float = ADJUST_RIDGE) -> np.ndarray:
+    """Accuracy at equal lengths, sigmoid(a), of the weighted logistic fit P(correct) = sigmoid(a + b·x).
+
+    Why a model: length-matched pairs are few on HH-RLHF (6–18% of pairs are within 10% in length, 28
+    of the 429 held-out harmless-base pairs), too few to decide anything; the fit uses every pair and
+    reads the accuracy off at zero length difference. An RM that scores by length alone is right
+    exactly when d > 0 (or < 0): the fit's slope grows while its intercept stays near 0, so its
+    adjusted accuracy is about 0.5; an RM that ignores length keeps its accuracy. ``y`` (n,) may hold
+    ½ for ties (a fractional outcome, as quasi-likelihood allows); ``w`` is (rows × n) weights, one fit
+    per row (bootstrap multiplicities), solved together by Newton's method with a small ridge (scaled
+    by each row's total weight) that keeps a separable fit finite. Returns (rows,); NaN where a row
+    has no weight.
+    """
+    w = np.atleast_2d(np.asarray(w, dtype=float))
+    y = np.asarray(y, dtype=float)[None, :]
+    x = np.asarray(x, dtype=float)[None, :]
+    tot = w.sum(axis=1)
+    ok = tot > 0
+    wn = w / np.where(ok, tot, 1.0)[:, None]
+    a = np.zeros(w.shape[0])
+    b = np.zeros(w.shape[0])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(a[:, None] + b[:, None] * x)))
+        r = wn * (y - p)
+        v = wn * p * (1.0 - p)
+        ga, gb = r.sum(axis=1) - ridge * a, (r * x).sum(axis=1) - ridge * b
+        haa, hab, hbb = v.sum(axis=1) + ridge, (v * x).sum(axis=1), (v * x * x).sum(axis=1) + ridge
+        det = haa * hbb - hab * hab
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        a += np.clip(da, -5.0, 5.0)
+        b += np.clip(db, -5.0, 5.0)
+    return np.where(ok, 1.0 / (1.0 + np.exp(-a)), np.nan)
+
+
+def single_cell_diff(c: Cells) -> np.ndarray | None:
+    """Per item, the relative length difference of its one cell; None unless every item is pairwise
+    (one chosen, one rejected: HH, LLMBar). Multi-cell items (RM-Bench's 3×3, best-of-N) have no
+    single difference; RM-Bench's own hard/normal/easy split is its length-and-style control."""
+    if c.n_items == 0 or not np.all(c.counts == 1):
+        return None
+    return c.relative_diff()
 
 
 # ----------------------------------------------------------------------------- everything for one subset

@@ -36,7 +36,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rmtension.analysis.length import _percentile_ci, cells, draw_counts, matched_mask
+from rmtension.analysis.length import (ADJUST_MODEL, _percentile_ci, cells, draw_counts, logistic_at_zero, matched_mask,
+                                       single_cell_diff)
 from rmtension.bench.types import METRIC_TIES  # a composite score: no per-item mean
 
 N_RESAMPLES = 2000
@@ -62,11 +63,13 @@ class SubsetData:
     raw: np.ndarray
     hits: np.ndarray
     cells: np.ndarray
+    rel_diff: np.ndarray | None = None  # per item (pairwise items only): the length-adjusted fit's covariate
 
     def take(self, ids: Sequence[str]) -> "SubsetData":
         pos = {i: k for k, i in enumerate(self.ids)}
         idx = np.array([pos[i] for i in ids], dtype=int)
-        return SubsetData(list(ids), self.raw[idx], self.hits[idx], self.cells[idx])
+        rel = None if self.rel_diff is None else self.rel_diff[idx]
+        return SubsetData(list(ids), self.raw[idx], self.hits[idx], self.cells[idx], rel)
 
 
 def _lengths(row: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -99,7 +102,27 @@ def subset_data(per_seed_rows: Sequence[Sequence[Mapping[str, Any]]]) -> SubsetD
         return None
     raw = np.array([[float(s[i]["correct"]) for s in by_seed] for i in ids], dtype=float)
     hits, cnt = zip(*(matched_counts([s[i] for i in ids]) for s in by_seed))
-    return SubsetData(ids, raw, np.stack(hits, axis=1), np.stack(cnt, axis=1))
+    return SubsetData(ids, raw, np.stack(hits, axis=1), np.stack(cnt, axis=1), relative_diffs([by_seed[0][i] for i in ids]))
+
+
+def relative_diffs(rows: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+    """Per item, the relative length difference of its one chosen × rejected cell; None when any row has
+    no lengths or more than one cell. Lengths depend on the items and the backbone's tokenizer only, so
+    one seed's rows give them for all."""
+    if not rows or any(_lengths(r)[0] is None for r in rows):
+        return None
+    return single_cell_diff(cells([r["chosen_scores"] for r in rows], [r["rejected_scores"] for r in rows],
+                                  [_lengths(r)[0] for r in rows], [_lengths(r)[1] for r in rows]))
+
+
+def _adjusted(d: SubsetData, item_w: np.ndarray, seed_w: np.ndarray) -> np.ndarray:
+    """Length-adjusted accuracy (:func:`logistic_at_zero`) of one RM's stratum per row of weights:
+    every (item, seed) observation weighted by its item's and its seed's multiplicity."""
+    if d.rel_diff is None:
+        return np.full(item_w.shape[0], np.nan)
+    n, s = d.raw.shape
+    w = (item_w[:, :, None] * seed_w[:, None, :]).reshape(item_w.shape[0], n * s)
+    return logistic_at_zero(d.raw.reshape(-1), np.repeat(d.rel_diff, s), w)
 
 
 # ----------------------------------------------------------------------------- the bootstrap
@@ -121,6 +144,8 @@ class Replicates:
     raw_boot: np.ndarray
     matched: np.ndarray
     matched_boot: np.ndarray
+    adjusted: np.ndarray
+    adjusted_boot: np.ndarray
 
 
 def two_way(strata: Sequence[Sequence[SubsetData]], *, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> Replicates:
@@ -135,7 +160,7 @@ def two_way(strata: Sequence[Sequence[SubsetData]], *, n_resamples: int = N_RESA
     n_seeds = [strata[0][k].raw.shape[1] for k in range(n_rms)]
     seed_w = [draw_counts(rng, s, n_resamples) / s for s in n_seeds]
     full = [np.full((1, s), 1.0 / s) for s in n_seeds]
-    out = Replicates(np.zeros(n_rms), np.zeros((n_resamples, n_rms)), np.zeros(n_rms), np.zeros((n_resamples, n_rms)))
+    out = Replicates(*(np.zeros(shape) for shape in [n_rms, (n_resamples, n_rms)] * 3))
     for stratum in strata:
         w = draw_counts(rng, len(stratum[0].ids), n_resamples)
         for k, d in enumerate(stratum):
@@ -144,7 +169,9 @@ def two_way(strata: Sequence[Sequence[SubsetData]], *, n_resamples: int = N_RESA
             out.raw_boot[:, k] += _stat(w @ d.raw, w @ ones, seed_w[k])
             out.matched[k] += _stat(d.hits.sum(axis=0, keepdims=True), d.cells.sum(axis=0, keepdims=True), full[k])[0]
             out.matched_boot[:, k] += _stat(w @ d.hits, w @ d.cells, seed_w[k])
-    for arr in (out.raw, out.raw_boot, out.matched, out.matched_boot):
+            out.adjusted[k] += _adjusted(d, np.ones((1, len(d.ids))), full[k])[0]
+            out.adjusted_boot[:, k] += _adjusted(d, w, seed_w[k])
+    for arr in (out.raw, out.raw_boot, out.matched, out.matched_boot, out.adjusted, out.adjusted_boot):
         arr /= len(strata)
     return out
 
@@ -265,4 +292,7 @@ def _summary(strata: list[list[SubsetData]], members: list[tuple[str, str]], n_r
         out["length_matched"] = {key: _num(lest), "ci95": _interval(lreps),
                                  "n_cells": int(sum(float(st[0].cells[:, 0].sum()) for st in strata)),
                                  "n_items": sum(matched_items), "min_subset_items": min(matched_items)}
+    aest, areps = reduce(rep.adjusted, rep.adjusted_boot)
+    out["length_adjusted"] = None if math.isnan(aest) else {key: _num(aest), "ci95": _interval(areps[~np.isnan(areps)]),
+                                                           "model": ADJUST_MODEL}
     return out

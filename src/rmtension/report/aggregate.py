@@ -199,12 +199,15 @@ class LengthRow:
     matched: Stat          # length-matched accuracy: the pooled interval's estimate where there is one
     matched_n: Stat        # length-matched pairs (cells)
     spearman: Stat         # margin–length Spearman, mean over seeds (with its interval for one seed)
+    adjusted: Stat = field(default_factory=lambda: Stat(math.nan, math.nan, 0))  # logistic length adjustment
 
 
 def length_rows(runs: Sequence[Entry], pooled: Sequence[Entry] = ()) -> list[LengthRow]:
     """Per backbone × benchmark × subset/group × RM type: accuracy, the length-only baselines, the
     length-matched accuracy and the margin–length correlation. Empty when no run has length controls."""
     lm_pooled = {(str(e.get("backbone")), str(e.get("objective")), str(e.get("task"))): _dict(e.get("length_matched"))
+                 for e in pooled}
+    la_pooled = {(str(e.get("backbone")), str(e.get("objective")), str(e.get("task"))): _dict(e.get("length_adjusted"))
                  for e in pooled}
     out: list[LengthRow] = []
     for block in accuracy_blocks(runs, pooled):
@@ -236,8 +239,11 @@ def length_rows(runs: Sequence[Entry], pooled: Sequence[Entry] = ()) -> list[Len
                         matched_n = Stat(float(pooled_lm["n_cells"]), math.nan, 1)
                 if row.longer.missing and matched.missing and rho.missing:
                     continue
+                la = la_pooled.get((block.backbone, o, row.key), {})
+                adjusted = (with_ci(Stat(float(la["mean"]), math.nan, 1), la.get("ci95")) if present(la.get("mean"))
+                            else Stat(math.nan, math.nan, 0))
                 out.append(LengthRow(block.backbone, block.bench, row.task, row.group, o, row.by_objective[o],
-                                     row.longer, row.shorter, matched, matched_n, rho))
+                                     row.longer, row.shorter, matched, matched_n, rho, adjusted))
     return out
 
 

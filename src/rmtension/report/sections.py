@@ -64,7 +64,8 @@ def _study_facts(s: Summary) -> tuple[list[str], list[str], list[Any], list[Entr
 
 VERDICT_NOTE = ("Each verdict is computed from this report's numbers by fixed rules (`rmtension.analysis.findings`), "
                 "never written by hand: *supported* when the 95% interval excludes no-effect in the paper's direction "
-                "(for (a)/(b) also on length-matched pairs; for (c)/(d) after Holm's correction), *not supported* when "
+                "(for (a)/(b) also at equal length: the length-adjusted difference on pairwise benchmarks, not contradicted by "
+                "the length-matched pairs, else the length-matched pairs; for (c)/(d) after Holm's correction), *not supported* when "
                 "it excludes it in the other direction, *inconclusive* otherwise or below 10 items per task; "
                 "*inconclusive (length)*: the raw result does not hold on pairs of equal length; *inconclusive "
                 "(backbone)*: the untrained backbone's neurons sit as late; *not run*: the study lacks the numbers.")

@@ -57,15 +57,16 @@ def length_table(rows: Sequence[LengthRow]) -> Table:
     cols = [Column("Backbone"), Column("Benchmark"), Column("Task"), Column("Group"), Column("RM"),
             Column("Accuracy (%)", "pct"), Column("Longer wins (%)", "pct"), Column("Shorter wins (%)", "pct"),
             Column("Length-matched (%)", "pct"), Column("Matched pairs", "count"),
-            Column("Margin–length ρ", "num")]
+            Column("Length-adjusted (%)", "pct"), Column("Margin–length ρ", "num")]
     body = [[r.backbone, r.bench, r.task, r.group, r.objective, r.accuracy, _mean_only(r.longer),
-             _mean_only(r.shorter), r.matched, _mean_only(r.matched_n), r.spearman] for r in rows]
+             _mean_only(r.shorter), r.matched, _mean_only(r.matched_n), r.adjusted, r.spearman] for r in rows]
     return Table("length_controls", "Length controls: accuracy beside what response length alone explains", cols,
                  body, note="Longer / shorter wins: the subset's own metric applied to response length (ties ½), "
                  "i.e. an RM that scores by length only; an accuracy near one of them may be length. Length-matched: "
                  "accuracy on the chosen × rejected pairs whose lengths differ by ≤ 10% of the longer (pairs counted "
                  "in 'Matched pairs'; per seed, mean over seeds; with its two-way interval where the summary has "
-                 "pooled intervals). ρ: Spearman correlation of the reward margin with the length difference "
+                 "pooled intervals). Length-adjusted: a logistic fit of per-item correctness on the relative length "
+                 "difference over every pair, read at equal length (pairwise benchmarks; two-way interval). ρ: Spearman correlation of the reward margin with the length difference "
                  "(> 0: the RM prefers the longer response), mean over seeds. Group rows average their subsets. "
                  f"{CHANCE_MARK}: interval includes 50%.")
 
@@ -88,7 +89,7 @@ def findings_table(found: Sequence[Finding]) -> Table:
                          e.n, e.verdict, e.note])
     return Table("findings_evidence", "The comparisons behind each finding", cols, body,
                  note="(a), (b): paired RM − RM differences of a benchmark's group mean in percentage points "
-                      "(two-way items × seeds bootstrap), checked on length-matched pairs; (c), (d): ablated set − "
+                      "(two-way items × seeds bootstrap), checked at equal length (length-adjusted difference, not contradicted by length-matched pairs); (c), (d): ablated set − "
                       "size-matched random set, change in accuracy in percentage points (paired; Holm within each "
                       "ablation table); (e): share of the selected neurons in the late third of the layers, mean "
                       "over seeds with a t interval, n = seeds. Rules: rmtension.analysis.findings.")
