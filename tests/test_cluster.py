@@ -304,3 +304,108 @@ def test_memory_hint_follows_the_backbone_size():
     big = "HuggingFaceTB/SmolLM2-1.7B"
     assert memory_hint(big, "train", False) > memory_hint(big, "eval", False) > memory_hint(big, "eval", True)
     assert memory_hint(big, "compare", False) == BASE_PROCESS_BYTES
+
+
+# ----------------------------------------------------------------------------- Ray: storage, failures, resume
+
+
+class _TwoNodeRay:
+    """Stands in for `ray` in the storage check: two nodes, the second with a private disk (it sees another
+    folder at the study's path), each probe run by the real probe function."""
+
+    def __init__(self, private: Path):
+        self.private = private
+
+    def nodes(self):
+        return [{"NodeID": "a" * 56, "Alive": True, "NodeManagerAddress": "10.0.0.1"},
+                {"NodeID": "b" * 56, "Alive": True, "NodeManagerAddress": "10.0.0.2"}]
+
+    def remote(self, fn):
+        private = self.private
+
+        class Task:
+            def options(self, scheduling_strategy, **_):
+                on_b = scheduling_strategy.node_id.startswith("b")
+
+                class Call:
+                    def remote(self, path, token):
+                        return fn(str(private / Path(path).name) if on_b else path, token)
+                return Call()
+        return Task()
+
+    def get(self, refs, timeout=None):
+        return refs
+
+
+def test_storage_check_names_the_node_that_does_not_see_the_study_folder(tmp_path):
+    pytest.importorskip("ray")
+    from rmtension.errors import RmtensionError
+    from rmtension.study.ray_executor import check_shared_storage
+
+    root = tmp_path / "study"
+    (tmp_path / "private").mkdir()
+    with pytest.raises(RmtensionError) as err:
+        check_shared_storage(_TwoNodeRay(tmp_path / "private"), root)
+    text = str(err.value)
+    assert "is not on storage every Ray node sees" in text and "(10.0.0.2): cannot read" in text
+    assert "10.0.0.1" not in text  # the node that sees the folder is not blamed
+    assert not list((root / ".ray" / "probe").iterdir())  # the probe files are cleaned up
+    # both nodes on the same folder: the check passes and names both
+    assert len(check_shared_storage(_TwoNodeRay(root / ".ray" / "probe"), root)) == 2
+
+
+def _noop(step) -> dict:
+    (step.folder / "out.txt").write_text(step.label)
+    return {"label": step.label}
+
+
+def _fail(step) -> dict:
+    raise ValueError(f"broken input for {step.label}")
+
+
+@pytest.mark.slow
+def test_ray_failed_step_stops_only_its_dependents_and_a_rerun_finishes(tmp_path, data_dir, capsys):
+    """A study started serially (one cell) continues on Ray; a step that raises is not retried, its
+    dependents do not run, every independent step finishes; the same run again redoes only what is missing."""
+    pytest.importorskip("ray")
+    from ray import cloudpickle
+
+    # the workers cannot import this test module: its stand-in actions travel by value
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        _fail_then_finish(tmp_path, data_dir)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _fail_then_finish(tmp_path: Path, data_dir: Path) -> None:
+    from rmtension.errors import RmtensionError
+    from rmtension.study.pipeline import execute
+    from rmtension.study.ray_executor import RayOptions, execute_ray
+
+    root = tmp_path / "study"
+    plan = build_plan(load_study_config(_config(tmp_path)), root, str(data_dir))
+    for st in plan.steps:
+        st.action = _noop
+    first = plan.cells()[0]
+    execute(plan, cell=first, echo=lambda s: None)
+    serial_done = {st.label: (st.folder / "step.json").stat().st_mtime for st in plan.steps if st.done()}
+    assert serial_done and all(plan.steps[i].cell == first for i in range(len(serial_done)))
+    broken = plan.eval[("tiny-llama", "harmless", 0)]
+    broken.action = _fail
+    lines: list[str] = []
+    with pytest.raises(RmtensionError) as err:
+        execute_ray(plan, echo=lines.append, options=RayOptions(num_cpus=2))
+    assert "eval:tiny-llama/harmless-s0" in str(err.value) and "run the same command again" in str(err.value)
+    assert any("eval:tiny-llama/harmless-s0 FAILED: ValueError: broken input" in x for x in lines), lines
+    compare = plan.compare[("tiny-llama", 0)]
+    assert any(f"{compare.label} not run: eval:tiny-llama/harmless-s0 failed" in x for x in lines), lines
+    assert not broken.done() and not compare.done()
+    others = [st for st in plan.steps if st not in (broken, compare)]
+    assert all(st.done() for st in others)
+    assert all((st.folder / "step.json").stat().st_mtime == t for st in plan.steps
+               for label, t in serial_done.items() if st.label == label)  # the serial cell was reused
+    broken.action = _noop
+    counts = execute_ray(plan, echo=lambda s: None, options=RayOptions(num_cpus=2))
+    assert counts == {"cached": len(plan.steps) - 2, "ran": 2}
+    assert all(st.done() for st in plan.steps)
