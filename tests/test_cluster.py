@@ -409,3 +409,31 @@ def _fail_then_finish(tmp_path: Path, data_dir: Path) -> None:
     counts = execute_ray(plan, echo=lambda s: None, options=RayOptions(num_cpus=2))
     assert counts == {"cached": len(plan.steps) - 2, "ran": 2}
     assert all(st.done() for st in plan.steps)
+
+
+@pytest.mark.slow
+def test_slurm_stages_run_in_order_complete_the_study_with_the_serial_numbers(tmp_path, data_dir, serial_study):
+    """Each stage's batch script run index by index (a stand-in `sbatch` that runs the array in turn): the
+    cells, then the per backbone × seed steps (--step), then the report stage, finish the study."""
+    from rmtension.study.slurm import SlurmOptions, slurm_script
+
+    cfg, serial = serial_study
+    out = tmp_path / "study"
+    plan = build_plan(load_study_config(cfg), out, str(data_dir))
+    script = slurm_script(plan, str(cfg), str(out), str(data_dir),
+                          SlurmOptions(gpus=0, exe=(sys.executable, "-m", "rmtension")), str(tmp_path))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sbatch").write_text(
+        "#!/usr/bin/env bash\n"
+        "job=$(mktemp)\ncat > $job\n"
+        "last=$(sed -n 's/^#SBATCH --array=0-//p' $job)\n"
+        "for i in $(seq 0 $last); do SLURM_ARRAY_TASK_ID=$i bash $job >> " + str(tmp_path / "jobs.log") + " 2>&1 "
+        "|| exit 1; done\n"
+        "echo 7\n")
+    (bindir / "sbatch").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-s"], input=script, text=True, env=env, capture_output=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr + (tmp_path / "jobs.log").read_text()[-3000:]
+    assert all(st.done() for st in plan.steps)
+    assert _numbers(out / "summary.json", out) == serial

@@ -46,12 +46,12 @@ class SlurmOptions:
     cpus: int = 4  # per index
     partition: str | None = None
     time: str | None = None  # per index, Slurm's format (e.g. 12:00:00)
-    exe: str = "rmtension"
+    exe: tuple[str, ...] = ("rmtension",)  # the command each index runs (e.g. python -m rmtension)
 
 
 def stages(plan: Plan, config: str, out: str, data_dir: str | None, opts: SlurmOptions) -> list[Stage]:
     """The study's stages: cells, then the per backbone × seed steps (if any), then the report."""
-    base = [opts.exe, "run", config, "--out", out, *(["--data-dir", data_dir] if data_dir else [])]
+    base = [*opts.exe, "run", config, "--out", out, *(["--data-dir", data_dir] if data_dir else [])]
     on_gpu = opts.gpus > 0
     backbones = backbone_of(plan)
 
