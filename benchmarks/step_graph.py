@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter, defaultdict
-from pathlib import Path
 
 from rmtension.study.config import load_study_config
 from rmtension.study.graph import backbone_of, backbone_params, critical_path, list_schedule

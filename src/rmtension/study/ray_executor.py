@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Any, Callable
 
 from rmtension.errors import RmtensionError
 from rmtension.study.graph import MODEL_KINDS, backbone_of, memory_hint
-from rmtension.study.pipeline import Plan, reuse_state, select_steps
+from rmtension.study.pipeline import Plan, _stderr, reuse_state, select_steps
 from rmtension.study.progress import duration_text
 from rmtension.study.steps import MARKER, Step
 
@@ -73,10 +72,6 @@ class RayOptions:
 
 def running_dir(root: Path) -> Path:
     return root / STATE_DIR / "running"
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- worker side
