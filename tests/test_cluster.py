@@ -153,7 +153,7 @@ def test_executor_ray_without_ray_says_how_to_install(tmp_path, capsys, monkeypa
 
 def test_ray_options_only_with_the_ray_executor(tmp_path, capsys):
     rc = main(["run", "tiny", "--out", str(tmp_path / "s"), "--address", "auto"])
-    assert rc == 2 and "--address and --cpus go with --executor ray" in capsys.readouterr().err
+    assert rc == 2 and "--address, --cpus and --gpus-per-train go with --executor ray" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- Ray runs (slow)
@@ -437,3 +437,28 @@ def test_slurm_stages_run_in_order_complete_the_study_with_the_serial_numbers(tm
     assert done.returncode == 0, done.stderr + (tmp_path / "jobs.log").read_text()[-3000:]
     assert all(st.done() for st in plan.steps)
     assert _numbers(out / "summary.json", out) == serial
+
+
+@pytest.mark.slow
+def test_ray_training_on_two_processes_keeps_the_global_batch(tmp_path, data_dir):
+    """--gpus-per-train 2 on a cluster without GPUs: the train step's task runs 2 processes under accelerate
+    (gloo on the CPU), each with half the config's batch, so the RM matches the one-process training."""
+    pytest.importorskip("ray")
+    from rmtension.study.pipeline import execute
+    from rmtension.study.ray_executor import RayOptions, execute_ray
+
+    cfg = load_study_config(_config(tmp_path))
+    one = build_plan(cfg, tmp_path / "one", str(data_dir))
+    two = build_plan(cfg, tmp_path / "two", str(data_dir))
+    label = one.train[("tiny-llama", "helpful", 0)].label
+    execute(one, labels=[label], echo=lambda s: None)
+    counts = execute_ray(two, labels=[label], echo=lambda s: None, options=RayOptions(num_cpus=2, gpus_per_train=2))
+    assert counts == {"cached": 0, "ran": 1}
+    rec1, rec2 = (json.loads((p.train[("tiny-llama", "helpful", 0)].folder / "rm" / "rmtension.json").read_text())
+                  for p in (one, two))
+    assert rec2["trainer"]["num_processes"] == 2 and rec1["trainer"]["num_processes"] == 1
+    assert rec2["config"]["batch_size"] * 2 == rec1["config"]["batch_size"] == 8  # per process × processes
+    assert rec2["trainer"]["global_steps"] == rec1["trainer"]["global_steps"] > 0
+    # same data order and global batch: the same loss up to float reduction order
+    assert rec2["trainer"]["train_loss"] == pytest.approx(rec1["trainer"]["train_loss"], rel=1e-3)
+    assert not list((two.root / "steps" / "train").glob(".*.launch"))  # the launch folder is cleaned up

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "machine); default: start a local cluster on this machine's CPUs")
     r.add_argument("--cpus", type=V.positive_int, default=None,
                    help="with --executor ray and no --address: CPUs of the local cluster (default: all)")
+    r.add_argument("--gpus-per-train", type=V.positive_int, default=1,
+                   help="with --executor ray: train each RM on N GPUs at once (N processes under accelerate; N "
+                   "CPUs where the cluster has no GPUs); the config's batch_size stays the global batch")
     r.add_argument("--no-report", action="store_true", help="skip the report at the end")
     r.add_argument("--verify", action="store_true",
                    help="check the SHA-256 of every cached output before reusing it (by default only sizes, and "
@@ -106,9 +109,9 @@ def run_study(args: argparse.Namespace) -> int:
         from rmtension.study.ray_executor import RayOptions, require_ray
 
         require_ray()  # before anything is touched: without Ray, say how to install it
-        ray_opts = RayOptions(address=args.address, num_cpus=args.cpus)
-    elif args.address is not None or args.cpus is not None:
-        raise RmtensionError("--address and --cpus go with --executor ray")
+        ray_opts = RayOptions(address=args.address, num_cpus=args.cpus, gpus_per_train=args.gpus_per_train)
+    elif args.address is not None or args.cpus is not None or args.gpus_per_train != 1:
+        raise RmtensionError("--address, --cpus and --gpus-per-train go with --executor ray")
     # Ray's workers may run elsewhere (another directory, another node): they get absolute folders.
     path, cfg, plan = _load(args, str(Path(args.out).resolve()) if ray_opts else None)
     if args.dry_run:

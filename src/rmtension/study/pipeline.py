@@ -147,16 +147,31 @@ LENGTH_PARAMS: dict[str, Any] = {"activation": "set-mean-per-text", "length": "r
 # ----------------------------------------------------------------------------- actions
 
 
-def _do_train(tcfg) -> Callable[[Step], dict]:
-    def action(step: Step) -> dict:
+def train_outcome(rec: dict) -> dict:
+    """What a train step records about itself, from the RM's training record."""
+    m = rec.get("metrics", {})
+    return {"heldout_accuracy": m.get("heldout_accuracy"), "pairs_used": rec.get("pairs", {}).get("used"),
+            "steps": rec.get("trainer", {}).get("global_steps"), "train_loss": rec.get("trainer", {}).get("train_loss"),
+            "wall_time_s": rec.get("wall_time_s")}
+
+
+@dataclass(frozen=True)
+class TrainAction:
+    """A train step's action: train into the step's ``rm`` folder, resuming from its own checkpoints.
+
+    A class rather than a closure so that an executor can read the training config (the Ray executor
+    runs it on several processes under accelerate, ``study.launch``)."""
+
+    tcfg: Any
+
+    def __call__(self, step: Step) -> dict:
         from rmtension.training.trainer import train
 
-        rec = train(tcfg, _rm_dir(step), resume=True)
-        m = rec.get("metrics", {})
-        return {"heldout_accuracy": m.get("heldout_accuracy"), "pairs_used": rec.get("pairs", {}).get("used"),
-                "steps": rec.get("trainer", {}).get("global_steps"), "train_loss": rec.get("trainer", {}).get("train_loss"),
-                "wall_time_s": rec.get("wall_time_s")}
-    return action
+        return train_outcome(train(self.tcfg, _rm_dir(step), resume=True))
+
+
+def _do_train(tcfg) -> Callable[[Step], dict]:
+    return TrainAction(tcfg)
 
 
 def _do_eval(cfg: StudyConfig, train_step: Step, data_dir: str | None) -> Callable[[Step], dict]:

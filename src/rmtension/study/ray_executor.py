@@ -18,6 +18,8 @@ How the study maps onto it:
   that finds the step finished by the attempt that died reuses it. A step that *raises* is not retried
   (the same inputs would fail again); its dependents are skipped, the independent steps finish, and the
   run ends with an error that names the failed steps.
+* Several GPUs per training (``gpus_per_train``): the train step's task holds them and runs the training
+  on that many processes under accelerate (``study.launch``), the config's batch staying the global batch.
 * OUT must be on storage that every node sees at the same path: ``check_shared_storage`` has a task on
   every node read a probe the driver wrote and write one back before any step is submitted.
 * Progress: a task writes ``OUT/.ray/running/<step folder>.json`` (node, pid) while it runs; the driver
@@ -38,6 +40,7 @@ from typing import Any, Callable
 
 from rmtension.errors import RmtensionError
 from rmtension.study.graph import MODEL_KINDS, backbone_of, memory_hint
+from rmtension.study.launch import launched, per_process
 from rmtension.study.pipeline import Plan, _stderr, reuse_state, select_steps
 from rmtension.study.progress import duration_text
 from rmtension.study.steps import MARKER, Step
@@ -67,6 +70,7 @@ class RayOptions:
     num_cpus: int | None = None  # CPUs of the local cluster (None: all of this machine's)
     cpus_per_step: float = 1.0
     gpus_per_step: float = 1.0  # per model step, where the cluster has GPUs
+    gpus_per_train: int = 1  # >1: each training on that many GPUs (processes, CPUs without GPUs), study.launch
     poll_s: float = 1.0  # how often the driver looks for steps that started (their running records)
 
 
@@ -172,6 +176,11 @@ def task_options(step: Step, backbone: str | None, cluster_gpus: float, opts: Ra
                            "retry_exceptions": False}
     if on_gpu:
         out["num_gpus"] = min(opts.gpus_per_step, cluster_gpus)
+    if step.kind == "train" and opts.gpus_per_train > 1:  # one process per GPU (per CPU without GPUs)
+        if on_gpu:
+            out["num_gpus"] = opts.gpus_per_train
+        else:
+            out["num_cpus"] = max(opts.cpus_per_step, opts.gpus_per_train)
     mem = memory_hint(backbone, step.kind, on_gpu) if backbone else None
     if mem is not None:
         if max_node_memory is not None and mem > max_node_memory:
@@ -241,6 +250,10 @@ def execute_ray(plan: Plan, cell: str | None = None, echo: Callable[[str], None]
                                  "without --cell)")
     if not to_run:
         return counts
+    if opts.gpus_per_train > 1:  # a batch that does not split fails now, not after hours of other steps
+        for st in to_run:
+            if st.kind == "train" and hasattr(st.action, "tcfg"):
+                per_process(st.action.tcfg, opts.gpus_per_train)
     started_here = not ray.is_initialized()
     if started_here:
         init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
@@ -269,7 +282,7 @@ def execute_ray(plan: Plan, cell: str | None = None, echo: Callable[[str], None]
         for st in to_run:  # plan order: a step's dependencies are submitted before it
             deps = [refs[d.folder.name] for d in st.deps if d.folder.name in refs]
             ref = remote.options(**task_options(st, backbones.get(st.label), gpus, opts, max_mem, warn)).remote(
-                st, fresh[st.folder.name], cwd, *deps)
+                launched(st, opts.gpus_per_train), fresh[st.folder.name], cwd, *deps)
             refs[st.folder.name] = ref
             pending[ref] = st
         counts["ran"] = _wait_all(ray, plan.root, pending, len(to_run), echo, opts.poll_s)
