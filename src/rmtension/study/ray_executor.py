@@ -85,7 +85,9 @@ def run_step_task(step: Step, fresh: bool, cwd: str, *deps_done: Any) -> dict[st
     """One step on a Ray worker (``deps_done``: the results of its unfinished dependencies' tasks; Ray
     starts this task only once they exist). Runs in the driver's working directory where this node has
     it, so relative paths in the config resolve as they do for a serial run."""
-    from rmtension.cli.common import library_output_to_stderr
+    import contextlib
+    import sys
+
     from rmtension.files import write_json_atomic
 
     if cwd and os.path.isdir(cwd):
@@ -102,7 +104,7 @@ def run_step_task(step: Step, fresh: bool, cwd: str, *deps_done: Any) -> dict[st
     write_json_atomic(record, {"label": step.label, "host": host, "pid": os.getpid(), "started": time.time()})
     t0 = time.monotonic()
     try:
-        with library_output_to_stderr():
+        with contextlib.redirect_stdout(sys.stderr):  # what libraries print is the worker's log, never a result
             step.run(fresh=fresh or (step.folder / MARKER).exists())
     finally:
         record.unlink(missing_ok=True)
