@@ -46,7 +46,7 @@ RSS is the peak of live memory (it slows page-fault-heavy code, so it is not use
 Usage (from the repository root):
     python benchmarks/neuron_scoring.py [--backbone smollm2-135m-instruct | --rm DIR] [--pairs 32]
         [--mem-pairs 8] [--max-length 256] [--batch-size 16] [--repeats 2] [--paper-max-length 1024]
-        [--paper-keep batch|dataset] [--site act] [--threads N] [--data hh-rlhf:harmless-base]
+        [--paper-keep batch|dataset] [--site act] [--threads N] [--data hh-rlhf:harmless-base] [--no-shared-prompt]
         [--data-dir ../shared/data] [--json-out FILE]
 """
 
@@ -273,7 +273,8 @@ def worker(args) -> int:
     from rmtension.neurons.scores import compute_scores
 
     scorer = RewardScorer(model, tok, ScorerConfig(batch_size=args.batch_size, max_length=args.max_length,
-                                                   device="cpu", progress=False))
+                                                   device="cpu", progress=False,
+                                                   shared_prompt=not args.no_shared_prompt))
     if args.worker == "plain":
         def run():
             scorer.score(texts)
@@ -286,8 +287,9 @@ def worker(args) -> int:
         def run():
             stats, s = collect_stats(scorer, pairs, site=args.site, base_model=base)
             out["stats"], out["scores"] = stats, s
-            rep = scorer.last_report
-            return {"tokens": rep.tokens, "positions": rep.padded_tokens, "texts": rep.unique_texts}
+            # the positions and tokens of every chunk (collect_stats sums them), not only the last call's
+            return {"tokens": stats.meta["real_tokens"], "positions": stats.meta["positions"],
+                    "texts": scorer.last_report.unique_texts}
         collect_stats(scorer, warm, site=args.site, base_model=base)
     elif args.worker == "paper":
         paper = PaperScorer(model, tok, args.max_length, args.batch_size, args.site, args.paper_keep)
@@ -338,6 +340,8 @@ def spawn(args, config: str, pairs: int, max_length: int, text_set: str = "mixed
            "--max-length", str(max_length), "--batch-size", str(args.batch_size), "--site", args.site,
            "--threads", str(args.threads), "--data", args.data, "--data-dir", args.data_dir,
            "--paper-keep", keep, "--backbone", args.backbone, "--text-set", text_set]
+    if args.no_shared_prompt:
+        cmd.append("--no-shared-prompt")
     if args.rm:
         cmd += ["--rm", args.rm]
     if save:
@@ -391,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-fraction", type=float, default=0.6,
                     help="skip a paper run whose activations would need more than this share of MemAvailable")
     ap.add_argument("--tolerance", type=float, default=1e-4, help="relative tolerance of the equality check")
+    ap.add_argument("--no-shared-prompt", action="store_true",
+                    help="score every text in full (ScorerConfig.shared_prompt=False) in plain and stats runs alike")
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--save-scores", default=None, help=argparse.SUPPRESS)
@@ -533,7 +539,13 @@ def main(argv: list[str] | None = None) -> int:
     pr, sr, cr = (runs[(c, P, ML, "mixed")] for c in ("plain", "stats", "change"))
     per_round = ", ".join(f"{b['seconds'] / a['seconds']:.2f}×" for a, b in zip(pr, sr))
     per_round_change = ", ".join(f"{b['seconds'] / (2 * a['seconds']):.2f}×" for a, b in zip(pr, cr))
-    print(f"round by round: stats / plain {per_round}; change / (2 × plain) {per_round_change}")
+    per_round_cpu = ", ".join(f"{b['cpu_seconds'] / a['cpu_seconds']:.2f}×" for a, b in zip(pr, sr))
+    print(f"round by round: stats / plain {per_round} (CPU {per_round_cpu}); change / (2 × plain) {per_round_change}")
+    # the ratio compares like with like only if both passes computed the same positions (same packing)
+    same = {(x["positions"], x["tokens"]) for x in pr + sr + cr}
+    print(f"shared prompts {'off' if args.no_shared_prompt else 'on'}; positions / real tokens of plain, stats and "
+          f"change runs: " + (f"all {plain['positions']:,} / {plain['tokens']:,} (equal)" if len(same) == 1
+                               else f"DIFFERENT: {sorted(same)}"))
     print()
 
     print("(b) the paper's approach (pad to max length, no attention mask, keep every layer's activations of the batch, "
@@ -593,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "model": args.rm or label, "layers": L, "neurons": N, "pairs": P, "mem_pairs": MN, "max_length": ML,
-            "batch_size": B, "threads": args.threads, "load_start": load0, "load_end": load1, "minutes": minutes,
+            "batch_size": B, "threads": args.threads, "shared_prompt": not args.no_shared_prompt, "load_start": load0, "load_end": load1, "minutes": minutes,
             "runs": {"|".join(map(str, k)): v for k, v in runs.items()}, "memory": mem_out, "equal": ok},
             indent=2) + "\n")
     if not ok:

@@ -66,7 +66,8 @@ def test_score_methods_match_definitions():
     rand = compute_scores(stats, "random", seed=3)
     np.testing.assert_array_equal(rand, compute_scores(stats, "random", seed=3))
     assert not np.array_equal(rand, compute_scores(stats, "random", seed=4))
-    assert set(SCORE_METHODS.names()) == {"magnitude", "mean-abs", "rms", "prob", "change", "random"}
+    assert set(SCORE_METHODS.names()) == {"magnitude", "mean-abs", "rms", "prob", "change", "random", "attribution",
+                                          "attribution-abs"}  # the attribution methods: tests/test_attribution.py
 
 
 def test_change_needs_base_statistics_and_signed_mean_differs_from_magnitude():

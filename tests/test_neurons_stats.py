@@ -139,6 +139,30 @@ def test_padding_does_not_leak():
     np.testing.assert_allclose(out[0].rmsd_sum, out[1].rmsd_sum, rtol=1e-5)
 
 
+def test_span_sums_equal_float64_and_reuse_one_buffer():
+    """``_row_sums`` (the hooks' reduction) against float64 numpy on every span shape the scorer makes:
+    a packed row's prefix and rests, a plain row, an empty span, exact zeros (GELU/SiLU underflow),
+    bf16 autocast activations and activations that carry a gradient; the scratch buffer is reused
+    across calls of other lengths and widths without leaking values between them."""
+    from rmtension.neurons.recorder import _row_sums, _Scratch
+
+    g = torch.Generator().manual_seed(0)
+    scratch = _Scratch()
+    for rows, width, n in ((3, 40, 24), (2, 31, 24), (4, 50, 7)):
+        a = torch.randn((rows, width, n), generator=g) * 3
+        a[a.abs() < 0.3] = 0.0  # exact zeros are not positive
+        spans = [(0, 0, 11), (0, 11, 30), (0, 30, width), (1, 0, width - 2), (rows - 1, 5, 5)]
+        for x, tol in ((a, 1e-6), (a.to(torch.bfloat16), 1e-6), (a.clone().requires_grad_(True), 1e-6)):
+            got = _row_sums(x, spans, scratch).double().numpy()
+            v = x.detach().double().numpy()
+            for k, (r, s, e) in enumerate(spans):
+                t = v[r, s:e]
+                want = np.stack([t.sum(0), np.abs(t).sum(0), (t ** 2).sum(0), (t > 0).sum(0)])
+                np.testing.assert_allclose(got[k], want, rtol=tol, atol=tol * max(1.0, np.abs(t).sum()),
+                                           err_msg=f"span {(r, s, e)} of {x.dtype}")
+    assert len(scratch._bufs) == 2  # one float32 work buffer, one for converting bf16 spans
+
+
 def test_recorder_as_plain_observer_uses_tags():
     """Without plan(): one count per batch row, in the group its tag names; no RMSD."""
     model, tok = build_reward_model("tiny-gpt2", seed=0)

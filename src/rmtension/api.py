@@ -214,13 +214,16 @@ def evaluate(rm: "RewardModel | str | Path", benchmarks: str | Sequence[str], *,
 def neuron_stats(rm: "RewardModel | str | Path", data: str, *, max_pairs: int | None = 64, split: str = "all",
                  site: str = "act", with_change: bool = False, data_dir: str | Path | None = None,
                  batch_size: int = 8, max_length: int | None = None, dtype: str = "float32",
-                 sample_seed: int = 0) -> "NeuronStats":
+                 sample_seed: int = 0, with_attribution: bool = False, attr_tokens: str = "response",
+                 ig_steps: int = 0) -> "NeuronStats":
     """Per-neuron activation statistics of the RM's MLPs over the pairs of a preference source.
 
     ``data``: a preference source (``hh-rlhf:helpful``, ``hh-rlhf:harmless-base``, a file); ``split``:
     ``all``, ``train`` or ``heldout`` (the RM's own prompt-hash split); ``with_change`` also records the
-    untrained base model (for the ``change`` score). The RM is read from its folder. Scores and
-    selection come from :func:`select_neurons`.
+    untrained base model (for the ``change`` score); ``with_attribution`` also runs the gradient pass of
+    the ``attribution`` / ``attribution-abs`` scores (``attr_tokens``: response or all; ``ig_steps``:
+    integrated-gradient steps, 0 = plain activation × gradient; see :mod:`rmtension.neurons.attribution`).
+    The RM is read from its folder. Scores and selection come from :func:`select_neurons`.
 
     Example::
 
@@ -235,7 +238,8 @@ def neuron_stats(rm: "RewardModel | str | Path", data: str, *, max_pairs: int | 
     req = ScoreRequest(rm=str(path), data=data, method="magnitude", site=site,
                        data_dir=None if data_dir is None else str(data_dir), max_pairs=max_pairs, split=split,
                        sample_seed=sample_seed, batch_size=batch_size, max_length=max_length, dtype=dtype,
-                       with_change=with_change)
+                       with_change=with_change, with_attribution=with_attribution, attr_tokens=attr_tokens,
+                       ig_steps=ig_steps)
     stats, _scores = score_rm(req)
     return stats
 
@@ -244,7 +248,8 @@ def select_neurons(stats: "NeuronStats | Any", k: float = 10.0, *, method: str =
                    per_layer: bool = False, pool: str = "group-mean", seed: int = 0,
                    rule: str = "count") -> "NeuronSet":
     """The top ``k`` percent of neurons by ``method`` (``magnitude``, ``mean-abs``, ``rms``, ``prob``,
-    ``change``, ``random``), over all layers at once (the paper) or ``per_layer``.
+    ``change``, ``random``, ``attribution``, ``attribution-abs``), over all layers at once (the paper) or
+    ``per_layer``.
 
     ``stats``: a :class:`~rmtension.neurons.stats.NeuronStats` from :func:`neuron_stats`, or a
     (layers, neurons) array of scores. Returns a :class:`~rmtension.neurons.sets.NeuronSet` (save it

@@ -9,8 +9,13 @@ names live in this module, which imports nothing, and every user imports them fr
 
 from __future__ import annotations
 
-SCORE_METHODS: tuple[str, ...] = ("magnitude", "mean-abs", "rms", "prob", "change", "random")
-"""Neuron score methods (``rmtension.neurons.scores``); ``magnitude`` is the paper's."""
+SCORE_METHODS: tuple[str, ...] = ("magnitude", "mean-abs", "rms", "prob", "change", "random", "attribution",
+                                  "attribution-abs")
+"""Neuron score methods (``rmtension.neurons.scores``); ``magnitude`` is the paper's; the attribution
+methods (ours, ``rmtension.neurons.attribution``) need a gradient pass."""
+
+ATTRIBUTION_TOKENS: tuple[str, ...] = ("response", "all")
+"""Tokens an attribution is summed over: after the pair's common token prefix, or every real token."""
 
 PAPER_SCORE_METHODS: tuple[str, ...] = ("magnitude", "change", "random")
 """The methods a study scores by default, and the order reports list methods in."""

@@ -157,6 +157,7 @@ class ListRule:
 
 seed_list = ListRule(seed, "seed_list")
 percent_list = ListRule(percent_or_zero, "percent_list")
+factor_list = ListRule(finite_float, "factor_list")
 
 
 # ----------------------------------------------------------------------------- config fields
@@ -196,6 +197,8 @@ STUDY_FIELDS: dict[str, Rule] = {
     "ablation.random_seed": seed,
     "ablation.curves.k": percent_or_zero,
     "ablation.curves.max_items": positive_int,
+    "dial.max_items": positive_int,
+    "dial.factors": finite_float,
 }
 """Every numeric key of the study config, by dotted path. A list value is checked item by item
 (``seeds[1]``), a mapping value key by key (``evaluation.max_items.rm-bench``)."""

@@ -51,7 +51,8 @@ def _add_score(nsub) -> None:
     add_data_dir(s)
     s.add_argument("--method", default="magnitude", choices=METHODS,
                    help="score method (default: magnitude, the paper's signed mean); change also runs the "
-                   "untrained base model")
+                   "untrained base model; attribution / attribution-abs (activation × gradient of the pair margin "
+                   "r(chosen) − r(rejected), mean over pairs, signed / absolute) also run a gradient pass")
     s.add_argument("--site", default="act", choices=N.SITES,
                    help="act = activation-function output (the paper); down_in = input of the down projection "
                    "(act(gate)*up for gated MLPs; the same as act for GPT-2/BERT)")
@@ -69,6 +70,14 @@ def _add_score(nsub) -> None:
     s.add_argument("--seed", type=V.seed, default=0, help="seed of the random method")
     s.add_argument("--with-change", action="store_true",
                    help="also record the change statistics (runs the base model) whatever the method")
+    s.add_argument("--with-attribution", action="store_true",
+                   help="also record the attribution sums (a gradient pass) whatever the method")
+    s.add_argument("--attr-tokens", choices=N.ATTRIBUTION_TOKENS, default="response",
+                   help="attribution: sum over the response tokens (after the pair's common token prefix; default) "
+                   "or all real tokens")
+    s.add_argument("--ig-steps", type=V.nonneg_int, default=0,
+                   help="attribution: integrated gradients with N midpoint steps (0, the default: plain activation × "
+                   "gradient; N costs N forward+backward passes per batch)")
     s.add_argument("--base", help="backbone of the untrained base model (default: the one in the RM's rmtension.json)")
     s.add_argument("--backbone-baseline", action="store_true",
                    help="score the RM's untrained backbone (or --base) with a fresh head seeded with --seed instead of "
@@ -93,7 +102,8 @@ def run_score(args: argparse.Namespace) -> int:
                        max_length=args.max_length, dtype=args.dtype, device=args.device, seed=args.seed,
                        with_change=args.with_change, base=args.base, chunk_pairs=args.chunk_pairs,
                        progress=show_progress(args), shared_prompt=not args.no_shared_prompt,
-                       backbone_baseline=args.backbone_baseline, head_seed=args.seed)
+                       backbone_baseline=args.backbone_baseline, head_seed=args.seed,
+                       with_attribution=args.with_attribution, attr_tokens=args.attr_tokens, ig_steps=args.ig_steps)
     stats, scores = score_rm(req)
     stats.meta.update(_created("neurons score"))
     save_stats(args.out, stats, scores, {"method": args.method, "pool": args.pool, "seed": args.seed})

@@ -485,17 +485,22 @@ class RewardScorer:
         A packed batch runs the backbone under the block mask and applies the score head to each
         text's read position (what the model's own head does on the text alone).
         """
+        return self.logits(batch).float().cpu()
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """``forward`` without its ``inference_mode`` and on the model's device: autograd records the
+        pass when it is enabled (attribution scores, ``rmtension.neurons.attribution``)."""
         with self._autocast():
             if not batch.packed:
                 out = self.model(input_ids=batch.input_ids.to(self.device, non_blocking=True),
                                  attention_mask=batch.attention_mask.to(self.device, non_blocking=True), **self._extra)
-                return out.logits[:, 0].float().cpu()
+                return out.logits[:, 0]
             out = self.model.base_model(**model_inputs(self.model, batch, self.device), use_cache=False)
             hidden = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state
             rows = torch.tensor([r for r, _ in batch.read_pos], device=hidden.device)
             cols = torch.tensor([c for _, c in batch.read_pos], device=hidden.device)
             logits = self.model.score(hidden[rows, cols])
-        return logits[:, 0].float().cpu()
+        return logits[:, 0]
 
     def score(self, texts: Sequence[str], observers: Sequence[BatchObserver] = (), tags: Sequence[str] | None = None,
               desc: str = "scoring") -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 
 from rmtension.errors import RmtensionError
 from rmtension.neurons.recorder import collect_stats
-from rmtension.neurons.scores import compute_scores, needs_base
+from rmtension.neurons.scores import compute_scores, needs_attribution, needs_base
 from rmtension.neurons.sites import check_site
 from rmtension.neurons.stats import NeuronStats
 
@@ -48,6 +48,11 @@ class ScoreRequest:
     device: str = "auto"
     seed: int = 0
     with_change: bool = False
+    # Attribution sums (``neurons.attribution``): a gradient pass after the statistics pass, run when the method
+    # needs it or ``with_attribution`` asks for it; ``attr_tokens`` response | all, ``ig_steps`` 0 = plain a × ∇.
+    with_attribution: bool = False
+    attr_tokens: str = "response"
+    ig_steps: int = 0
     base: str | None = None  # backbone name/folder of the untrained base; default: the RM's record
     chunk_pairs: int = 512
     progress: bool = False
@@ -174,6 +179,18 @@ def score_rm(req: ScoreRequest) -> tuple[NeuronStats, np.ndarray]:
         meta.update({"backbone_baseline": True, "head_seed": int(req.head_seed), "baseline_of": info.get("baseline_of")})
     stats, pair_scores = collect_stats(scorer, texts, site=req.site, base_model=base, chunk_pairs=req.chunk_pairs,
                                        meta=meta)
+    if req.with_attribution or needs_attribution(req.method):
+        import time
+
+        from rmtension.neurons.attribution import DEFAULT_CHUNK_PAIRS, collect_attribution
+
+        t0 = time.perf_counter()
+        stats.attr, attr_scores = collect_attribution(scorer, texts, site=req.site, tokens=req.attr_tokens,
+                                                      ig_steps=req.ig_steps,
+                                                      chunk_pairs=min(req.chunk_pairs, DEFAULT_CHUNK_PAIRS))
+        # the gradient pass scores the plain (unpacked) texts: the same scores to float tolerance
+        stats.meta["attribution_seconds"] = round(time.perf_counter() - t0, 3)
+        stats.meta["attribution_max_score_diff"] = float(abs(attr_scores - pair_scores).max())
     margins = pair_scores[:, 0] - pair_scores[:, 1]
     stats.meta.update({"tokens": stats.tokens, "accuracy": float(np.mean(margins > 0)),
                        "mean_margin": float(np.mean(margins))})

@@ -13,7 +13,14 @@ rms        sqrt(Σa² / n): activity including variance around the mean
 prob       share of tokens with a > 0 (activation probability)
 change     sqrt(Σ(a_RM − a_base)² / n): how far training moved the neuron on these tokens
 random     uniform draws from a seeded generator: the baseline every method is compared to
+attribution mean over pairs of activation × gradient of the margin r(chosen) − r(rejected)
+           on the response tokens (ours; ``rmtension.neurons.attribution``); signed
+attribution-abs  mean over pairs of |that pair's attribution|
 ========== ============================================================================
+
+The attribution methods read sums of a gradient pass (``NeuronStats.attr``), recorded only when
+one was run (``neurons score --method attribution`` or ``--with-attribution``). They are per pair,
+not per token, so ``pool`` does not apply to them (every pool gives the same scores).
 
 ``pool`` chooses the tokens: ``group-mean`` (the default) scores the chosen texts' tokens and the
 rejected texts' tokens apart and averages the two scores — the paper's ``(neural_score_chosen +
@@ -51,6 +58,7 @@ class ScoreMethod:
     description: str
     fn: ScoreFn
     needs_diff: bool = False
+    needs_attr: bool = False
 
 
 SCORE_METHODS: Registry[ScoreMethod] = Registry("neuron score method")
@@ -67,9 +75,9 @@ def _moments(stats: NeuronStats, pool: str, diff: bool = False) -> tuple[float, 
     return n, m
 
 
-def _method(name: str, description: str, needs_diff: bool = False):
+def _method(name: str, description: str, needs_diff: bool = False, needs_attr: bool = False):
     def deco(fn: ScoreFn) -> ScoreFn:
-        SCORE_METHODS.register(name, ScoreMethod(name, description, fn, needs_diff))
+        SCORE_METHODS.register(name, ScoreMethod(name, description, fn, needs_diff, needs_attr))
         return fn
     return deco
 
@@ -109,6 +117,27 @@ def random(stats: NeuronStats, pool: str = "all", seed: int = 0) -> np.ndarray:
     return random_scores(stats.layers, stats.neurons, seed)
 
 
+def _attr(stats: NeuronStats):
+    if stats.attr is None:
+        raise RmtensionError("the attribution scores need statistics recorded with an attribution pass "
+                             "(run `rmtension neurons score` with --method attribution or --with-attribution)")
+    if stats.attr.pairs <= 0:
+        raise RmtensionError("no pairs in the attribution sums: cannot score neurons")
+    return stats.attr
+
+
+@_method("attribution", "mean over pairs of activation × gradient of the pair margin (signed)", needs_attr=True)
+def attribution(stats: NeuronStats, pool: str = "all", seed: int = 0) -> np.ndarray:
+    a = _attr(stats)
+    return a.sum / a.pairs
+
+
+@_method("attribution-abs", "mean over pairs of |activation × gradient of the pair margin|", needs_attr=True)
+def attribution_abs(stats: NeuronStats, pool: str = "all", seed: int = 0) -> np.ndarray:
+    a = _attr(stats)
+    return a.abs_sum / a.pairs
+
+
 def random_scores(layers: int, neurons: int, seed: int) -> np.ndarray:
     """Uniform [0, 1) scores from ``numpy.random.default_rng(seed)``; same seed, same scores."""
     return np.random.default_rng(int(seed)).random((layers, neurons))
@@ -118,9 +147,10 @@ def compute_scores(stats: NeuronStats, method: str, pool: str = GROUP_MEAN, seed
     """(layers, neurons) float64 scores of ``method``; higher = more important."""
     if pool not in POOLS:
         raise RmtensionError(f"unknown pool {pool!r}; use one of: {', '.join(POOLS)}")
-    fn = SCORE_METHODS.get(method).fn
+    entry = SCORE_METHODS.get(method)
+    fn = entry.fn
     if pool == GROUP_MEAN:
-        if method == "random":  # random scores do not depend on the tokens
+        if method == "random" or entry.needs_attr:  # random and per-pair scores do not depend on the pool
             scores = np.asarray(fn(stats, "all", seed), dtype=np.float64)
         else:
             scores = np.mean([np.asarray(fn(stats, g, seed), dtype=np.float64) for g in stats.groups], axis=0)
@@ -133,6 +163,11 @@ def compute_scores(stats: NeuronStats, method: str, pool: str = GROUP_MEAN, seed
 
 def needs_base(method: str) -> bool:
     return SCORE_METHODS.get(method).needs_diff
+
+
+def needs_attribution(method: str) -> bool:
+    """Whether ``method`` needs the gradient pass of ``rmtension.neurons.attribution``."""
+    return SCORE_METHODS.get(method).needs_attr
 
 
 def seed_mean_scores(stats_by_seed: list[NeuronStats], method: str) -> np.ndarray:

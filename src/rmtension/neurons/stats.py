@@ -29,12 +29,17 @@ entry                 shape          meaning
 ``rmsd.sq_sum``       (L + 1,)       Σ RMSD² (for the spread over pairs)
 ``rmsd.pairs``        ()             number of pairs in those sums
 ``scores``            (L, N)         optional: the per-neuron scores of ``meta.scores``
+``attr.sum``          (L, N)         optional (``meta.has_attr``): Σ over pairs of each pair's
+                                     attribution A_p (``rmtension.neurons.attribution``);
+                                     also ``attr.abs_sum`` Σ|A_p|, ``attr.sq_sum`` Σ A_p²
+``attr.pairs``        ()             number of pairs in those sums
 ====================  =============  =====================================================
 
 ``meta`` holds at least ``format`` ("rmtension.neuron-stats/1"), ``site``, ``layers``,
 ``neurons_per_layer``, ``groups`` (order of G), ``has_diff``, and whatever the producer adds
 (``rm``, ``data``, ``base``, ``architecture``, ``tokens``, ``pairs``, ``created_by``...); a
-score file adds ``scores`` = {method, pool, seed}.
+score file adds ``scores`` = {method, pool, seed}. A file with attribution sums adds ``has_attr``
+and ``attribution`` = {tokens, ig_steps} (how they were computed); files without them read as before.
 """
 
 from __future__ import annotations
@@ -83,6 +88,39 @@ class Moments:
         return n, {m: getattr(self, m)[idx].sum(axis=0) for m in MOMENTS}
 
 
+ATTR_SUMS = ("sum", "abs_sum", "sq_sum")
+
+
+@dataclass
+class AttributionSums:
+    """Float64 sums over preference pairs of per-neuron attributions A_p (L, N each), and how they were made.
+
+    Kept per pair and not per token or per side: an attribution is a property of the pair's margin
+    r(chosen) − r(rejected) (see ``rmtension.neurons.attribution``). ``sq_sum`` gives the spread over
+    pairs, so a mean attribution can carry a standard error.
+    """
+
+    pairs: int
+    sum: np.ndarray  # (L, N) Σ_p A_p
+    abs_sum: np.ndarray  # Σ_p |A_p|
+    sq_sum: np.ndarray  # Σ_p A_p²
+    tokens: str = "response"
+    ig_steps: int = 0
+
+    @classmethod
+    def zeros(cls, layers: int, neurons: int, tokens: str = "response", ig_steps: int = 0) -> "AttributionSums":
+        return cls(0, *(np.zeros((layers, neurons)) for _ in ATTR_SUMS), tokens=tokens, ig_steps=ig_steps)
+
+    def how(self) -> dict[str, Any]:
+        return {"tokens": self.tokens, "ig_steps": int(self.ig_steps)}
+
+    def merge(self, other: "AttributionSums") -> "AttributionSums":
+        if self.how() != other.how():
+            raise RmtensionError(f"cannot merge attributions computed differently ({self.how()} vs {other.how()})")
+        return AttributionSums(self.pairs + other.pairs, *(getattr(self, m) + getattr(other, m) for m in ATTR_SUMS),
+                               tokens=self.tokens, ig_steps=self.ig_steps)
+
+
 @dataclass
 class NeuronStats:
     """Everything one statistics pass produced. See the module docstring for the meaning."""
@@ -97,6 +135,7 @@ class NeuronStats:
     rmsd_sq_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))
     rmsd_pairs: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    attr: AttributionSums | None = None  # per-pair attribution sums, when an attribution pass was run
 
     @property
     def groups(self) -> list[str]:
@@ -150,6 +189,7 @@ class NeuronStats:
             add(self.diff, other.diff) if self.diff is not None and other.diff is not None else None,
             _add_vec(self.rmsd_sum, other.rmsd_sum), _add_vec(self.rmsd_sq_sum, other.rmsd_sq_sum),
             self.rmsd_pairs + other.rmsd_pairs, dict(self.meta),
+            _merge_attr(self.attr, other.attr),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -191,6 +231,14 @@ def rmsd_of_dataset_means(stats_by_seed: list["NeuronStats"]) -> dict[str, Any]:
             "per_layer": np.sqrt(np.mean(diff**2, axis=1)), "seeds": len(stats_by_seed)}
 
 
+def _merge_attr(a: AttributionSums | None, b: AttributionSums | None) -> AttributionSums | None:
+    if a is None and b is None:
+        return None
+    if a is None or b is None:
+        raise RmtensionError("cannot merge statistics with and without attribution sums")
+    return a.merge(b)
+
+
 def _add_vec(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.size == 0:
         return b.copy()
@@ -211,6 +259,10 @@ def _arrays(stats: NeuronStats, scores: np.ndarray | None) -> dict[str, np.ndarr
     out["rmsd.sum"] = stats.rmsd_sum
     out["rmsd.sq_sum"] = stats.rmsd_sq_sum
     out["rmsd.pairs"] = np.array(stats.rmsd_pairs)
+    if stats.attr is not None:
+        for m in ATTR_SUMS:
+            out[f"attr.{m}"] = np.asarray(getattr(stats.attr, m), dtype=np.float64)
+        out["attr.pairs"] = np.array(stats.attr.pairs)
     if scores is not None:
         if scores.shape != (stats.layers, stats.neurons):
             raise ValueError(f"scores have shape {scores.shape}, expected {(stats.layers, stats.neurons)}")
@@ -224,6 +276,10 @@ def save_stats(path: str | Path, stats: NeuronStats, scores: np.ndarray | None =
     meta = dict(stats.meta)
     meta.update({"format": STATS_FORMAT, "site": stats.site, "layers": stats.layers,
                  "neurons_per_layer": stats.neurons, "groups": stats.groups, "has_diff": stats.diff is not None})
+    meta.pop("has_attr", None)
+    meta.pop("attribution", None)
+    if stats.attr is not None:
+        meta.update({"has_attr": True, "attribution": stats.attr.how()})
     if scores is not None:
         meta["scores"] = dict(scores_meta or {})
     arrays = _arrays(stats, scores)
@@ -262,6 +318,11 @@ def load_stats(path: str | Path) -> tuple[NeuronStats, np.ndarray | None]:
             block("diff") if meta.get("has_diff") else None,
             data["rmsd.sum"], data["rmsd.sq_sum"], int(data["rmsd.pairs"]), meta,
         )
+        if meta.get("has_attr"):
+            how = meta.get("attribution") or {}
+            stats.attr = AttributionSums(int(data["attr.pairs"]), *(data[f"attr.{m}"] for m in ATTR_SUMS),
+                                         tokens=str(how.get("tokens", "response")),
+                                         ig_steps=int(how.get("ig_steps", 0) or 0))
     except KeyError as exc:
         raise InputError(path, f"neuron statistics file lacks {exc}") from None
     except (TypeError, ValueError) as exc:  # e.g. "layers": "many" in a hand-edited meta

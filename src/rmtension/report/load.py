@@ -36,6 +36,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "contrasts": ("backbone", "task", "a", "b"),
     "neuron_length": ("backbone", "objective"),
     "ablation_stats": ("backbone", "rm_objective", "set", "task"),
+    "dial": ("backbone", "seed", "set", "dial"),  # issue 14: the tension dial (optional study section)
 }
 SECTIONS = tuple(REQUIRED)
 

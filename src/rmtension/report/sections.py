@@ -24,6 +24,7 @@ from rmtension.report.load import Entry, Summary
 from rmtension.report.model import Block, Bullets, Code, Document, FigureBlock, Heading, Paragraph, Section, TableBlock
 from rmtension.report.stats import CHANCE_MARK, fmt_k
 from rmtension.report.style import OBJECTIVES, ordered, seed_sort_key, slug
+from rmtension.report.tradeoff import dial_section
 
 NUMBERS_NOTE = ("Accuracies, retentions and shares are percentages with one decimal; Δ are percentage points; "
                 "margins are raw reward units. Cells are mean ± sample std over seeds, accuracies followed by their 95% "
@@ -312,10 +313,11 @@ def ablation_scores_section(s: Summary) -> Section:
 
 BUILDERS: Sequence[Callable[[Summary], Section]] = (
     findings_section, method_section, runs_section, accuracy_section, retention_section, margins_section,
-    layers_section, overlap_section, ablation_section, curves_section, ablation_scores_section, appendix_section)
+    layers_section, overlap_section, ablation_section, curves_section, ablation_scores_section, dial_section,
+    appendix_section)
 
 
 def build_document(s: Summary) -> Document:
     """The whole report for ``s``: findings first, then the method, the results in the paper's order,
     and the configuration in an appendix."""
-    return Document(f"rmtension report — {s.name}", [b(s) for b in BUILDERS])
+    return Document(f"rmtension report — {s.name}", [x for x in (b(s) for b in BUILDERS) if x is not None])

@@ -8,6 +8,7 @@ because a typo in a config that runs for hours must fail in the first second.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -117,6 +118,25 @@ class AblationSection:
     curves: CurvesSection = field(default_factory=CurvesSection)
 
 
+DIAL_SETS = ("shared", "helpful-only", "harmless-only")
+
+
+@dataclass
+class DialSection:
+    """The tension dial (``rmtension dial``; issue 14): the mixed RM with a set of its neurons scaled by each
+    factor, against the helpful and harmless RMs. Off by default: when off it adds no step and changes no key."""
+
+    enabled: bool = False
+    sets: list[str] = field(default_factory=lambda: ["shared"])
+    """Which of the mixed RM's sets to scale: shared, helpful-only, harmless-only (as ``ablation.sets``)."""
+    method: str | None = None
+    """Scoring method of the sets; None: ``ablation.method``."""
+    factors: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 1.5, 2.0])
+    benchmarks: list[str] = field(default_factory=lambda: ["hh-heldout"])
+    max_items: int | dict[str, int] | None = None
+    """None: the evaluation's max_items."""
+
+
 @dataclass
 class ReportSection:
     enabled: bool = True
@@ -137,6 +157,7 @@ class StudyConfig:
     neurons: NeuronsSection = field(default_factory=NeuronsSection)
     ablation: AblationSection = field(default_factory=AblationSection)
     report: ReportSection = field(default_factory=ReportSection)
+    dial: DialSection = field(default_factory=DialSection)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -253,6 +274,14 @@ def validate(cfg: StudyConfig, base_dir: Path | None = None) -> StudyConfig:
     _check_choice("ablation.method", cfg.ablation.method, cfg.neurons.methods)
     for i, m in enumerate(cfg.ablation.curves.methods):
         _check_choice(f"ablation.curves.methods[{i}]", m, cfg.neurons.methods)
+    for i, s in enumerate(cfg.dial.sets):
+        _check_choice(f"dial.sets[{i}]", s, DIAL_SETS)
+    if cfg.dial.method is not None:
+        _check_choice("dial.method", cfg.dial.method, cfg.neurons.methods)
+    if cfg.dial.enabled and not cfg.dial.factors:
+        raise RmtensionError("dial.factors: give at least one factor")
+    if len(set(cfg.dial.factors)) != len(cfg.dial.factors) or not all(math.isfinite(f) for f in cfg.dial.factors):
+        raise RmtensionError(f"dial.factors: expected distinct finite numbers, got {cfg.dial.factors}")
     _check_choice("evaluation.dtype", cfg.evaluation.dtype, DTYPES)
     from rmtension.evaluation.formats import FORMATS, check_formats
     from rmtension.training.config import REPORT_TO
@@ -267,14 +296,16 @@ def validate(cfg: StudyConfig, base_dir: Path | None = None) -> StudyConfig:
     from rmtension.bench.groups import GROUPINGS
 
     _check_choice("evaluation.grouping", cfg.evaluation.grouping, tuple(GROUPINGS))
-    for where, value in (("evaluation.max_items", cfg.evaluation.max_items), ("ablation.max_items", cfg.ablation.max_items)):
+    for where, value in (("evaluation.max_items", cfg.evaluation.max_items), ("ablation.max_items", cfg.ablation.max_items),
+                         ("dial.max_items", cfg.dial.max_items)):
         if isinstance(value, dict):
             for key, n in value.items():
                 if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                     raise RmtensionError(f"{where}.{key}: expected a positive integer, got {n!r}")
     for where, names in (("evaluation.benchmarks", cfg.evaluation.benchmarks),
                          ("ablation.benchmarks", cfg.ablation.benchmarks or []),
-                         ("ablation.curves.benchmarks", cfg.ablation.curves.benchmarks)):
+                         ("ablation.curves.benchmarks", cfg.ablation.curves.benchmarks),
+                         ("dial.benchmarks", cfg.dial.benchmarks)):
         for i, b in enumerate(names):
             names[i] = _check_benchmark(f"{where}[{i}]", b, base_dir)
     if cfg.data_dir is not None:

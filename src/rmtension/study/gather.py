@@ -180,6 +180,11 @@ def summarise(plan: "Plan") -> dict[str, Any]:
         if st.done():
             out["curves"].extend(_curve_rows(st, b, s, o, ab.curves.methods, ab.curves.k))
     out["ablation_stats"] = ablation_stats_rows(plan)
+    from rmtension.study.dial_steps import dial_rows
+
+    dial = dial_rows(plan)  # the optional tension dial; absent from the summary when it did not run
+    if dial:
+        out["dial"] = dial
     return out
 
 

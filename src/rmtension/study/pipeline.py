@@ -62,6 +62,7 @@ class Plan:
     overlap: dict[tuple[str, int], Step] = field(default_factory=dict)
     backbone: dict[tuple[str, int], Step] = field(default_factory=dict)  # neurons-backbone (issue 11)
     neuron_length: dict[tuple[str, str, int], Step] = field(default_factory=dict)  # objective "backbone" included
+    dial: dict[tuple[str, int], Step] = field(default_factory=dict)  # optional tension dial (study/dial_steps.py)
 
     def add(self, step: Step) -> Step:
         step.root = self.root
@@ -212,7 +213,15 @@ def _neuron_request(cfg: StudyConfig, train_step: Step, source: str, data_dir: s
     nc = cfg.neurons
     return ScoreRequest(rm=str(_rm_dir(train_step)), data=source, method=nc.methods[0], site=nc.site,
                         data_dir=data_dir, max_pairs=nc.max_pairs, split="train", batch_size=nc.batch_size,
-                        max_length=nc.max_length, seed=nc.seed, with_change="change" in nc.methods)
+                        max_length=nc.max_length, seed=nc.seed, with_change="change" in nc.methods,
+                        with_attribution=_wants_attribution(nc.methods))
+
+
+def _wants_attribution(methods: list[str]) -> bool:
+    """Whether a neuron step runs the attribution gradient pass (an ``attribution*`` method is listed)."""
+    from rmtension.neurons.scores import needs_attribution
+
+    return any(needs_attribution(m) for m in methods)
 
 
 def _backbone_methods(cfg: StudyConfig) -> list[str]:
@@ -230,6 +239,7 @@ def _backbone_request(cfg: StudyConfig, backbone: str, seed: int, source: str, t
     return ScoreRequest(rm=None, data=source, method=_backbone_methods(cfg)[0], site=nc.site, data_dir=data_dir,
                         max_pairs=nc.max_pairs, split="train", batch_size=nc.batch_size, max_length=nc.max_length,
                         seed=nc.seed, base=backbone, backbone_baseline=True, head_seed=seed,
+                        with_attribution=_wants_attribution(_backbone_methods(cfg)),
                         heldout=HeldoutSplit(tcfg.heldout_fraction, DEFAULT_SALT), template=tcfg.template)
 
 
@@ -536,6 +546,10 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 plan.overlap[(b, s)] = plan.add(Step("overlap", f"{_safe(b)}/s{s}", {"methods": cfg.neurons.methods},
                                                      _do_overlap(cfg, nsteps, bk),
                                                      deps=list(nsteps.values()) + ([bk] if bk is not None else [])))
+    from rmtension.study.dial_steps import PipelineParts, add_dial_steps
+
+    # the optional tension dial (off by default: adds nothing); it gets this module's helpers, not an import of it
+    add_dial_steps(plan, dd, PipelineParts(_load_benches, _scorer_config, _rm_dir, _set_path, _safe))
     return plan
 
 
