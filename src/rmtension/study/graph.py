@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from rmtension.study.dial_steps import DIAL_KIND
 from rmtension.study.pipeline import Plan
 from rmtension.study.steps import Step
 
 # Steps that load a model and run it: the ones a GPU speeds up. compare and overlap read JSON and sets.
 MODEL_KINDS = frozenset({"train", "eval", "neurons", "neurons-backbone", "neuron-length", "ablate-own",
-                         "ablate-mixed", "curves"})
+                         "ablate-mixed", "curves", DIAL_KIND})
 GIB = 2**30
 # Host memory of a Python process with torch, transformers and a tokenizer loaded, before any weights.
 BASE_PROCESS_BYTES = 1 * GIB
@@ -45,7 +46,7 @@ def backbone_of(plan: Plan) -> dict[str, str]:
     out: dict[str, str] = {}
     tables: list[Mapping[tuple, Step]] = [plan.train, plan.eval, plan.neurons, plan.own_ablation, plan.curves,
                                           plan.mixed_ablation, plan.compare, plan.overlap, plan.backbone,
-                                          plan.neuron_length]
+                                          plan.neuron_length, plan.dial]
     for table in tables:
         for key, st in table.items():
             out[st.label] = key[0]
@@ -54,9 +55,9 @@ def backbone_of(plan: Plan) -> dict[str, str]:
 
 def group_steps(plan: Plan) -> dict[tuple[str, int], list[Step]]:
     """The steps of each backbone × seed that belong to no cell (mixed ablation, compare, overlap, the
-    backbone baseline and its neuron-length step), in plan order: one scheduler job per backbone × seed."""
+    backbone baseline and its neuron-length step, the optional tension dial), in plan order: one scheduler job per backbone × seed."""
     labels: dict[tuple[str, int], set[str]] = {}
-    for table in (plan.mixed_ablation, plan.compare, plan.overlap, plan.backbone):
+    for table in (plan.mixed_ablation, plan.compare, plan.overlap, plan.backbone, plan.dial):
         for (b, s), st in table.items():
             labels.setdefault((b, s), set()).add(st.label)
     for (b, o, s), st in plan.neuron_length.items():
