@@ -73,7 +73,7 @@ def child(args: argparse.Namespace) -> None:
 
         plain = RewardScorer(prep.model, prep.tokenizer, replace(cfg, shared_prompt=False))
         texts = [t for p in prep.texts for t in p]
-        batches, _owner, _rep = plain.plan(texts)
+        batches, _owner, _rep = plain.make_batches(texts)
         for b in batches:
             with torch.enable_grad():
                 plain.logits(b).sum().backward()

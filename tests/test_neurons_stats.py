@@ -188,7 +188,7 @@ def test_memory_does_not_grow_with_examples():
 
     def spy(batch, scores):
         orig(batch, scores)
-        pending.append(len(rec._plan._means))
+        pending.append(len(rec._declared._means))
 
     rec.after_batch = spy  # type: ignore[method-assign]
     pairs = [(f"chosen text {i} " * (1 + i % 5), f"rejected {i}") for i in range(24)]
@@ -196,9 +196,9 @@ def test_memory_does_not_grow_with_examples():
         for start in range(0, 24, 6):
             chunk = pairs[start:start + 6]
             texts = [t for p in chunk for t in p]
-            rec.plan(texts, ["chosen", "rejected"] * len(chunk), [(2 * k, 2 * k + 1) for k in range(len(chunk))])
+            rec.declare(texts, ["chosen", "rejected"] * len(chunk), [(2 * k, 2 * k + 1) for k in range(len(chunk))])
             scorer.score(texts, observers=[rec], tags=["chosen", "rejected"] * len(chunk))
-            assert not rec._plan._means  # every pair completed and freed
+            assert not rec._declared._means  # every pair completed and freed
             rec.finish_call()
     assert max(pending) <= 6 and rec._batch is None
     assert rec.result().rmsd_pairs == 24

@@ -73,7 +73,7 @@ def test_shared_scores_equal_plain(family, data_dir, pack_everything):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert rep.tokens == prep.tokens, "real tokens: each text's own length, on both paths"
     assert rep.padded_tokens < 0.8 * prep.padded_tokens, "the prompts were computed once"
-    batches, _, _ = shared.plan(texts)
+    batches, _, _ = shared.make_batches(texts)
     assert all(len(b.text_index) <= 4 for b in batches), "a row (and a batch) never holds more than batch_size texts"
     if family == "tiny-gemma":  # the sliding-window layers (window 128) must see texts longer than the window
         assert max(len(tok(t)["input_ids"]) for t in texts) > 3 * model.config.sliding_window
@@ -99,7 +99,7 @@ def test_prefix_is_the_exact_common_token_prefix(data_dir, pack_everything):
     texts = [format_for_rm(prompt, r, tok, "hh") for r in ("Help is on the way.", "Hello there.", "Hel", "Helpful!")]
     ids = [tok(t)["input_ids"] for t in texts]
     scorer = RewardScorer(model, tok, _cfg(True))
-    batches, _owner, rep = scorer.plan(texts)
+    batches, _owner, rep = scorer.make_batches(texts)
     assert rep.shared_texts == 4
     for b in batches:
         for t, spans in zip(b.text_index, b.text_spans):
@@ -127,7 +127,7 @@ def test_truncated_texts_are_never_packed(data_dir, pack_everything):
     got = shared.score(texts)
     rep = shared.last_report
     assert rep.truncated >= len(texts) // 2 - 1 and rep.shared_texts > 0
-    batches, _, _ = shared.plan(texts)
+    batches, _, _ = shared.make_batches(texts)
     cut = {i for i, t in enumerate(texts) if len(tok(t)["input_ids"]) > limit}
     for b in batches:
         for t, spans in zip(b.text_index, b.text_spans):

@@ -109,7 +109,7 @@ def score_sweep(scorer: RewardScorer, texts: Sequence[str], ablations: Sequence[
     resume = LayerResume(ms, [ab.first_layer for ab in unique if ab.first_layer] if share else [])
     if not texts:
         return np.zeros(0), [np.zeros(0) for _ in ablations], SweepStats(sets=len(ablations), layers=L, shared=share)
-    batches, owner, rep = scorer.plan(texts)
+    batches, owner, rep = scorer.make_batches(texts)
     stats = SweepStats(sets=len(ablations), computed=len(unique), batches=len(batches), layers=L, shared=share)
     base = np.full(len(texts), np.nan)
     outs = [np.full(len(texts), np.nan) for _ in unique]

@@ -382,7 +382,7 @@ class RewardScorer:
         self._last_tokenised = _Tokenised(key, owner, uniq, ids, sum(cuts), cuts)
         return self._last_tokenised
 
-    def plan(self, texts: Sequence[str], tags: Sequence[str] | None = None) -> tuple[list[Batch], list[int], ScoreReport]:
+    def make_batches(self, texts: Sequence[str], tags: Sequence[str] | None = None) -> tuple[list[Batch], list[int], ScoreReport]:
         """Tokenise, de-duplicate, pack shared prompts and batch. Returns batches, the map text →
         unique text, and a report.
 
@@ -510,7 +510,7 @@ class RewardScorer:
         observers and ``last_report`` still describe it).
         """
         t0 = time.perf_counter()
-        batches, owner, rep = self.plan(texts, tags)
+        batches, owner, rep = self.make_batches(texts, tags)
         scores = np.full(len(texts), np.nan, dtype=np.float64)
         bar = tqdm(total=rep.unique_texts, desc=desc, unit="text", disable=None if self.config.progress else True,
                    leave=False)

@@ -212,7 +212,7 @@ def collect_attribution(scorer, pairs: Sequence[tuple[str, str]], *, site: str =
         for begin in range(0, len(pairs), step):
             chunk = pairs[begin:begin + step]
             texts = [t for pair in chunk for t in pair]
-            batches, owner, _rep = sc.plan(texts)
+            batches, owner, _rep = sc.make_batches(texts)
             ids = _text_ids(batches)
             pair_start: list[int] = []
             starts: dict[int, set[int]] = {}

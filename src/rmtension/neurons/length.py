@@ -133,7 +133,7 @@ def text_set_activations(scorer, texts: Sequence[str], masks: dict[str, np.ndarr
             first: dict[str, int] = {}
             owner = [first.setdefault(t, i) for i, t in enumerate(part)]
             rec.values = {}
-            rec.plan(part, ["chosen"] * len(part))
+            rec.declare(part, ["chosen"] * len(part))
             scorer.score(part, observers=[rec], tags=["chosen"] * len(part),
                          desc=f"set activations {start + len(part)}/{len(texts)}")
             rec.finish_call()

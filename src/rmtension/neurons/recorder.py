@@ -32,7 +32,7 @@ weight of the texts that contain it: each text's statistics still count its prom
 as a pass over each text alone would. A text's mean adds its prefix and rest sums.
 
 The scorer de-duplicates texts, so a text that occurs twice (the same transcript in two records,
-or one text as chosen in one pair and rejected in another) is run once. ``plan`` tells the
+or one text as chosen in one pair and rejected in another) is run once. ``declare`` tells the
 recorder the full list, and each unique text's tokens are weighted by how often it occurs in
 each group: the sums equal those of a pass over every occurrence.
 """
@@ -150,11 +150,11 @@ class NeuronStatsRecorder:
 
         rec = NeuronStatsRecorder(scorer.model, site="act", base_model=base)
         with rec:
-            rec.plan(texts, tags, pairs)          # optional: exact weights and pair RMSD
+            rec.declare(texts, tags, pairs)          # optional: exact weights and pair RMSD
             scorer.score(texts, observers=[rec], tags=tags)
         stats = rec.result()
 
-    Without ``plan`` each batch row counts once, in the group named by its tag.
+    Without ``declare`` each batch row counts once, in the group named by its tag.
     ``autocast`` should match the scorer's dtype so the base model runs like the RM.
     """
 
@@ -186,7 +186,7 @@ class NeuronStatsRecorder:
         self._rmsd_sum = np.zeros(L + 1)
         self._rmsd_sq = np.zeros(L + 1)
         self._rmsd_pairs = 0
-        self._plan: _CallPlan | None = None
+        self._declared: _CallTexts | None = None
         self._batch: _BatchState | None = None
         self._scratch = _Scratch()
 
@@ -233,15 +233,15 @@ class NeuronStatsRecorder:
 
     # ------------------------------------------------------------------ per call / per batch
 
-    def plan(self, texts: Sequence[str], tags: Sequence[str], pairs: Sequence[tuple[int, int]] = ()) -> None:
+    def declare(self, texts: Sequence[str], tags: Sequence[str], pairs: Sequence[tuple[int, int]] = ()) -> None:
         """Declare the texts of the next scorer call: occurrence weights and (chosen, rejected) pairs."""
-        self._plan = _CallPlan(texts, tags, pairs, self.groups)
+        self._declared = _CallTexts(texts, tags, pairs, self.groups)
 
     def finish_call(self) -> None:
         """Check that every declared pair was completed, and drop the call's bookkeeping."""
-        if self._plan is not None and self._plan.pending:
-            raise RuntimeError(f"{len(self._plan.pending)} texts of this call were never seen by the recorder")
-        self._plan = None
+        if self._declared is not None and self._declared.pending:
+            raise RuntimeError(f"{len(self._declared.pending)} texts of this call were never seen by the recorder")
+        self._declared = None
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -265,8 +265,8 @@ class NeuronStatsRecorder:
                 span_of.setdefault(sp, len(span_of))
         text_w = np.zeros((G, n_texts))
         for r, t in enumerate(batch.text_index):
-            if self._plan is not None:
-                text_w[:, r] = self._plan.weights(t)
+            if self._declared is not None:
+                text_w[:, r] = self._declared.weights(t)
             else:
                 tag = batch.tags[r] if batch.tags else ""
                 if tag not in self.groups:
@@ -279,7 +279,7 @@ class NeuronStatsRecorder:
             for sp in spans:
                 weights[:, span_of[sp]] += text_w[:, r]
                 members[r, span_of[sp]] = 1.0 / lengths[r] if lengths[r] else 0.0
-        need_means = self._plan is not None and self._plan.has_pairs
+        need_means = self._declared is not None and self._declared.has_pairs
         self._count += (text_w * lengths[None, :]).sum(axis=1)
         self._texts += text_w.sum(axis=1)
         self._batch = _BatchState(list(span_of), torch.from_numpy(weights), members,
@@ -299,11 +299,11 @@ class NeuronStatsRecorder:
     def after_batch(self, batch, scores: torch.Tensor) -> None:
         st = self._batch
         self._batch = None
-        if st is None or st.row_means is None or self._plan is None:
+        if st is None or st.row_means is None or self._declared is None:
             return
         means = st.row_means.cpu()
         for r, t in enumerate(batch.text_index):
-            for c_mean, r_mean in self._plan.complete(t, means[r]):
+            for c_mean, r_mean in self._declared.complete(t, means[r]):
                 d2 = (c_mean - r_mean).square()
                 per_layer = d2.mean(dim=1).sqrt().numpy()
                 vals = np.append(per_layer, float(d2.mean().sqrt()))
@@ -362,7 +362,7 @@ def _spans(mask: torch.Tensor) -> list[tuple[int, int]]:
     return spans
 
 
-class _CallPlan:
+class _CallTexts:
     """Occurrence weights and pair bookkeeping of one scorer call (texts de-duplicated as the scorer does)."""
 
     def __init__(self, texts: Sequence[str], tags: Sequence[str], pairs: Sequence[tuple[int, int]], groups: list[str]):
@@ -388,7 +388,7 @@ class _CallPlan:
 
     def weights(self, text_index: int) -> np.ndarray:
         if text_index not in self._w:
-            raise RuntimeError(f"text {text_index} was not declared in plan()")
+            raise RuntimeError(f"text {text_index} was not declared in declare()")
         return self._w[text_index]
 
     def complete(self, text_index: int, mean: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -428,7 +428,7 @@ def collect_stats(scorer, pairs: Sequence[tuple[str, str]], *, site: str = "act"
             chunk = pairs[start:start + step]
             texts = [t for pair in chunk for t in pair]
             tags = list(GROUPS) * len(chunk)
-            rec.plan(texts, tags, [(2 * k, 2 * k + 1) for k in range(len(chunk))])
+            rec.declare(texts, tags, [(2 * k, 2 * k + 1) for k in range(len(chunk))])
             s = scorer.score(texts, observers=[rec], tags=tags,
                              desc=f"neuron stats {start + len(chunk)}/{len(pairs)}")
             rec.finish_call()
