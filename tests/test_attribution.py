@@ -25,7 +25,8 @@ from rmtension.evaluation.scorer import RewardScorer, ScorerConfig
 from rmtension.models.encoding import encode
 from rmtension.models.formatting import format_for_rm
 from rmtension.models.reward_model import build_reward_model
-from rmtension.neurons.attribution import collect_attribution, common_prefix
+from rmtension.models.encoding import common_prefix
+from rmtension.neurons.attribution import collect_attribution
 from rmtension.neurons.scores import compute_scores, needs_attribution
 from rmtension.neurons.sets import NeuronSet
 from rmtension.neurons.sites import hook_sites, model_sites
@@ -151,8 +152,9 @@ def test_response_attribution_is_the_first_order_effect_on_the_response_tokens_o
 
 
 def test_common_prefix():
-    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2 and common_prefix([1, 2], [1, 2, 3]) == 2
-    assert common_prefix([5], [6]) == 0 and common_prefix([], [1]) == 0
+    assert common_prefix([1, 2, 3], [1, 2, 4], own_token=False) == 2
+    assert common_prefix([1, 2], [1, 2, 3], own_token=False) == 2
+    assert common_prefix([5], [6], own_token=False) == 0 and common_prefix([], [1], own_token=False) == 0
 
 
 def test_integrated_gradients_are_complete(hh):

@@ -18,6 +18,9 @@ Statistics (all on the per-item rows of ``items.jsonl``):
   10% of the longer; :func:`rmtension.analysis.length.matched_mask`) on which the chosen response
   scores strictly higher, as a ratio over the resampled items (:mod:`rmtension.analysis.length`'s
   definition), then the mean over seeds.
+- **length-adjusted** (pairwise subsets only): the accuracy at zero length difference of a logistic fit of
+  per-item correctness on the relative length difference, over every (item, seed) with the resample's
+  weights (:func:`rmtension.analysis.length.logistic_at_zero`); resamples where it is undefined are dropped.
 - **group mean**: the unweighted mean over the group's counted subsets (``in_group_mean``), as
   ``rmtension eval`` computes a benchmark's group score; each subset is resampled on its own.
 - **contrast** of RM a vs RM b: the statistic of a minus that of b on the items both scored, under the

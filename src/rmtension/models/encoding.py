@@ -36,13 +36,15 @@ def truncate_left(ids: list[int], max_length: int, special_ids: set[int]) -> lis
     return ids[len(ids) - max_length:]
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the shared token prefix of ``a`` and ``b``, leaving each at least one own token.
+def common_prefix(a: Sequence[int], b: Sequence[int], *, own_token: bool = True) -> int:
+    """Length of the shared token prefix of ``a`` and ``b``, by default leaving each at least one own token.
 
     Computed on token ids (not text), so a prompt whose last token merges with the start of the
     response is simply not shared past that token. The cap keeps both branches non-empty (two
-    identical texts, or one a prefix of the other, still give each side its own last token)."""
-    n = min(len(a), len(b)) - 1
+    identical texts, or one a prefix of the other, still give each side its own last token), as
+    shared-prompt packing needs; ``own_token=False`` gives the plain longest common prefix (where a
+    pair's two responses start, for attribution)."""
+    n = min(len(a), len(b)) - (1 if own_token else 0)
     k = 0
     while k < n and a[k] == b[k]:
         k += 1

@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from rmtension.errors import RmtensionError
+from rmtension.models.encoding import common_prefix
 from rmtension.names import ATTRIBUTION_TOKENS
 from rmtension.neurons.sites import ModelSites, check_site, hook_sites, model_sites
 from rmtension.neurons.stats import AttributionSums
@@ -82,14 +83,6 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p, flag in zip(params, before):
             p.requires_grad_(flag)
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two token-id sequences."""
-    n = min(len(a), len(b))
-    x, y = np.asarray(a[:n]), np.asarray(b[:n])
-    diff = np.flatnonzero(x != y)
-    return int(diff[0]) if diff.size else n
 
 
 def check_options(tokens: str, ig_steps: int) -> None:
@@ -218,7 +211,7 @@ def collect_attribution(scorer, pairs: Sequence[tuple[str, str]], *, site: str =
             starts: dict[int, set[int]] = {}
             for k in range(len(chunk)):
                 c, r = owner[2 * k], owner[2 * k + 1]
-                st = 0 if tokens == "all" else common_prefix(ids[c], ids[r])
+                st = 0 if tokens == "all" else common_prefix(ids[c], ids[r], own_token=False)
                 pair_start.append(st)
                 starts.setdefault(c, set()).add(st)
                 starts.setdefault(r, set()).add(st)

@@ -199,7 +199,7 @@ class LengthRow:
     matched: Stat          # length-matched accuracy: the pooled interval's estimate where there is one
     matched_n: Stat        # length-matched pairs (cells)
     spearman: Stat         # margin–length Spearman, mean over seeds (with its interval for one seed)
-    adjusted: Stat = field(default_factory=lambda: Stat(math.nan, math.nan, 0))  # logistic length adjustment
+    adjusted: Stat         # length-adjusted accuracy (logistic fit at equal length), the pooled estimate
 
 
 def length_rows(runs: Sequence[Entry], pooled: Sequence[Entry] = ()) -> list[LengthRow]:
@@ -241,7 +241,7 @@ def length_rows(runs: Sequence[Entry], pooled: Sequence[Entry] = ()) -> list[Len
                     continue
                 la = la_pooled.get((block.backbone, o, row.key), {})
                 adjusted = (with_ci(Stat(float(la["mean"]), math.nan, 1), la.get("ci95")) if present(la.get("mean"))
-                            else Stat(math.nan, math.nan, 0))
+                            else stat([]))
                 out.append(LengthRow(block.backbone, block.bench, row.task, row.group, o, row.by_objective[o],
                                      row.longer, row.shorter, matched, matched_n, rho, adjusted))
     return out
