@@ -199,3 +199,27 @@ def test_findings_of_an_old_summary_are_not_run():
     out = findings({"runs": [], "neurons": []})
     assert [f.key for f in out] == list("abcde")
     assert all(f.verdict == NOT_RUN for f in out)
+
+
+def test_equal_length_lines_say_whether_matched_pairs_can_decide():
+    """The report's plain sentences on (a) at equal length: confirm, contradict, cannot tell, too few."""
+    from rmtension.analysis.findings import equal_length_lines
+
+    confirm = contrast("helpful-vs-harmless", "helpful", UP)
+    confirm["length_adjusted"] = {"diff": 0.1, "ci95": {"low": 0.02, "high": 0.18}}
+    undecided = contrast("helpful-vs-harmless", "harmless", DOWN, lm_ci=(-0.12, 0.3))
+    undecided["length_adjusted"] = {"diff": -0.04, "ci95": {"low": -0.1, "high": 0.02}}
+    lines = equal_length_lines([confirm, undecided])
+    assert len(lines) == 2
+    assert "confirm the paper's direction" in lines[0] and "survives at equal length" in lines[0]
+    assert "90 length-matched pairs" in lines[0]
+    assert "neither confirm nor refute" in lines[1] and "may be zero" in lines[1]
+    # the harmless group's paper direction is negative: a positive matched interval contradicts it
+    against = contrast("helpful-vs-harmless", "harmless", DOWN, lm_ci=(0.05, 0.3))
+    assert "contradict" in equal_length_lines([against])[0]
+    few = contrast("helpful-vs-harmless", "helpful", UP, lm_items=MIN_ITEMS - 1)
+    assert "too few to judge" in equal_length_lines([few])[0]
+    # no length controls (e.g. a benchmark without pairs): no sentence; other contrasts are not (a)'s
+    bare = contrast("helpful-vs-harmless", "helpful", UP)
+    bare["length_matched"] = None
+    assert equal_length_lines([bare, contrast("mixed-vs-helpful", "helpful", DOWN)]) == []

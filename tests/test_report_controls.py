@@ -119,10 +119,10 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_report_opens_with_computed_findings_and_ends_with_the_config(built):
     md, summary = built["md"], built["summary"]
     hs = headings(md)
-    assert hs[:2] == ["Findings", "Method"]
-    assert hs[2] == "1. Trained reward models" and hs[-1] == "Appendix: study and configuration"
+    assert hs[0] == "Findings" and hs[1] == "1. Trained reward models"
+    assert hs[-2:] == ["Method", "Appendix: study and configuration"]
     numbered = [h for h in hs if re.match(r"\d+\. ", h)]
-    assert hs[2:-1] == numbered  # every result section between the method and the appendix
+    assert hs[1:-2] == numbered  # every result section between the findings and the method
     # the findings' lines carry the verdicts findings() computes from the same summary, in order
     expected = findings(summary)
     lines = [ln for ln in md.splitlines() if ln.startswith("- **(")]

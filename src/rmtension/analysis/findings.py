@@ -258,6 +258,55 @@ def finding_b(contrasts: Sequence[Entry]) -> Finding:
                                               ("mixed-vs-harmless", "harmless", -1, "harmless tasks")))
 
 
+def equal_length_lines(contrasts: Sequence[Entry]) -> list[str]:
+    """Plain sentences on what equal-length pairs say about finding (a), one per benchmark group.
+
+    Why: the verdict table names the length-matched and length-adjusted numbers, but a reader of a small
+    study (the quickstart) needs to be told outright whether the matched pairs *could* decide at this size:
+    how many pairs are about equally long, and whether their interval confirms, contradicts or cannot tell.
+    Only comparisons with length controls (pairwise benchmarks, RM-Bench) get a sentence.
+    """
+    out: list[str] = []
+    for group, direction in (("helpful", +1), ("harmless", -1)):
+        for r in _group_contrasts(contrasts, "helpful-vs-harmless", group):
+            lm = r.get("length_matched") if isinstance(r.get("length_matched"), Mapping) else None
+            la = r.get("length_adjusted") if isinstance(r.get("length_adjusted"), Mapping) else None
+            if lm is None and la is None:
+                continue
+            side = "helpful RM above the harmless RM" if direction > 0 else "harmless RM above the helpful RM"
+            head = f"{r.get('backbone')}, {r.get('task')} (paper: {side}; raw {_pp(_f(r.get('diff')))} " \
+                   f"{_iv(*interval_bounds(r.get('ci95')))} pp over {r.get('n_items')} items):"
+            parts: list[str] = []
+            if lm is None:
+                parts.append("no pair has responses of about equal length")
+            else:
+                low, high = interval_bounds(lm.get("ci95"))
+                n_min = int(_f(lm.get("min_subset_items")) or 0)
+                shown = (f"{int(_f(lm.get('n_cells')) or 0)} length-matched pairs give "
+                         f"{_pp(_f(lm.get('diff')))} {_iv(low, high)} pp")
+                verdict = interval_verdict(low, high, direction)
+                if n_min < MIN_ITEMS:
+                    parts.append(f"{shown}, too few to judge (a subset has {n_min} items with such pairs, "
+                                 f"fewer than {MIN_ITEMS})")
+                elif verdict == SUPPORTED:
+                    parts.append(f"{shown}: they confirm the paper's direction at equal length")
+                elif verdict == NOT_SUPPORTED:
+                    parts.append(f"{shown}: they contradict the paper's direction at equal length")
+                else:
+                    parts.append(f"{shown}: the interval includes 0, so these pairs can neither confirm nor "
+                                 "refute the difference at this size")
+            if la is not None:
+                a_low, a_high = interval_bounds(la.get("ci95"))
+                adjusted = interval_verdict(a_low, a_high, direction)
+                reading = {SUPPORTED: "the difference survives at equal length",
+                           NOT_SUPPORTED: "at equal length the difference points the other way"}.get(
+                    adjusted, "at equal length the difference may be zero")
+                parts.append(f"the length adjustment over all pairs gives {_pp(_f(la.get('diff')))} "
+                             f"{_iv(a_low, a_high)} pp: {reading}")
+            out.append(f"{head} {'; '.join(parts)}.")
+    return out
+
+
 # --------------------------------------------------------------------------- (c), (d): ablation_stats
 
 

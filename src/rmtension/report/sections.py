@@ -16,7 +16,7 @@ import numpy
 import yaml  # type: ignore[import-untyped]
 
 import rmtension
-from rmtension.analysis.findings import findings
+from rmtension.analysis.findings import equal_length_lines, findings
 from rmtension.report import aggregate as agg
 from rmtension.report import figures as figs
 from rmtension.report import tables as tabs
@@ -80,10 +80,18 @@ def findings_section(s: Summary) -> Section:
             f"seeds {', '.join(map(str, seeds)) or '—'} ({len(runs)} trained RMs). The paper's findings, as this "
             "study's numbers judge them:")
     bullets = [f"**({f.key}) {f.claim[0].upper() + f.claim[1:]}: {f.verdict}.** {f.reason}" for f in found]
-    blocks: list[Block] = [Paragraph(lead), Bullets(bullets), Paragraph(VERDICT_NOTE)]
+    blocks: list[Block] = [Paragraph(lead), Bullets(bullets)]
+    contrasts = s.lists.get("contrasts")
+    plain = equal_length_lines(contrasts if isinstance(contrasts, list) else [])
+    if plain:
+        blocks += [Paragraph("**What pairs of equal length say about (a) at this size:**"), Bullets(plain)]
+    blocks.append(Paragraph(VERDICT_NOTE))
     table = tabs.findings_table(found)
     if table.rows:
         blocks.append(TableBlock(table))
+    # How to read every table below; what was done is in the Method section at the end (issue 13: findings
+    # first, then the tables with n and intervals, then method and configuration).
+    blocks.append(Paragraph(NUMBERS_NOTE + " How the numbers were made: Method, at the end."))
     return Section("findings", "Findings", blocks, label="Findings")
 
 
@@ -100,7 +108,7 @@ def method_section(s: Summary) -> Section:
             "ranked by a score over the training pairs (top k%); ablation zeroes them in the trained RM and compares "
             "the accuracy change with that of a size-matched random set of neurons, paired over items, with Holm's "
             "correction over the tasks of a table.")
-    return Section("method", "Method", [Paragraph(text), Paragraph(NUMBERS_NOTE)], label="Method")
+    return Section("method", "Method", [Paragraph(text)], label="Method")
 
 
 def appendix_section(s: Summary) -> Section:
@@ -312,12 +320,13 @@ def ablation_scores_section(s: Summary) -> Section:
 
 
 BUILDERS: Sequence[Callable[[Summary], Section]] = (
-    findings_section, method_section, runs_section, accuracy_section, retention_section, margins_section,
+    findings_section, runs_section, accuracy_section, retention_section, margins_section,
     layers_section, overlap_section, ablation_section, curves_section, ablation_scores_section, dial_section,
-    appendix_section)
+    method_section, appendix_section)
 
 
 def build_document(s: Summary) -> Document:
-    """The whole report for ``s``: findings first, then the method, the results in the paper's order,
-    and the configuration in an appendix."""
+    """The whole report for ``s``: findings first, then the results in the paper's order (tables with n and
+    intervals), then the method and the configuration, so a reader meets the verdicts and their numbers before
+    the procedure."""
     return Document(f"rmtension report — {s.name}", [x for x in (b(s) for b in BUILDERS) if x is not None])
