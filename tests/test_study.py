@@ -53,6 +53,7 @@ def _write(tmp_path: Path, cfg: dict, name: str = "study.yaml") -> Path:
     ({"data_dir": "/no/such/dir"}, "data_dir: /no/such/dir is not a folder"),
     ({"neurons": {"k": 0}}, "neurons.k: expected a percentage in (0, 100]"),
     ({"evaluation": {"max_items": {"rm-bench": 0}}}, "evaluation.max_items.rm-bench: expected a positive integer"),
+    ({"neurons": {"methods": ["magnitude", "random"]}}, "ablation.curves.methods[1]: unknown value 'change'"),
 ])
 def test_config_errors_name_the_key(raw, message):
     with pytest.raises(RmtensionError) as err:
@@ -65,6 +66,9 @@ def test_short_config_gets_defaults_and_shipped_configs_validate(tmp_path):
     assert cfg.objectives == ["helpful", "harmless", "mixed"] and cfg.neurons.k == 10.0
     for f in ("configs/tiny.yaml", "configs/paper.yaml", "src/rmtension/configs/quickstart.yaml"):
         assert load_study_config(REPO / f).backbones
+    # curves switched off need no methods of their own (the quickstart scores magnitude and random only)
+    off = config_from_dict({"neurons": {"methods": ["magnitude", "random"]}, "ablation": {"curves": {"enabled": False}}})
+    assert off.neurons.methods == ["magnitude", "random"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
     with pytest.raises(RmtensionError, match=r"bad.yaml:\d+: not valid YAML"):

@@ -272,8 +272,9 @@ def validate(cfg: StudyConfig, base_dir: Path | None = None) -> StudyConfig:
     for i, s in enumerate(cfg.ablation.sets):
         _check_choice(f"ablation.sets[{i}]", s, ABLATION_SETS)
     _check_choice("ablation.method", cfg.ablation.method, cfg.neurons.methods)
-    for i, m in enumerate(cfg.ablation.curves.methods):
-        _check_choice(f"ablation.curves.methods[{i}]", m, cfg.neurons.methods)
+    if cfg.ablation.curves.enabled:  # switched-off curves keep their defaults whatever the neuron methods are
+        for i, m in enumerate(cfg.ablation.curves.methods):
+            _check_choice(f"ablation.curves.methods[{i}]", m, cfg.neurons.methods)
     for i, s in enumerate(cfg.dial.sets):
         _check_choice(f"dial.sets[{i}]", s, DIAL_SETS)
     if cfg.dial.method is not None:
