@@ -177,6 +177,49 @@ def _iv(low: float | None, high: float | None, scale: float = 100.0) -> str:
 # --------------------------------------------------------------------------- (a), (b): contrasts
 
 
+@dataclass
+class LengthCheck:
+    """What a contrast's equal-length controls say in the paper's direction, read once for the verdict rule
+    (:func:`contrast_evidence`) and the report's plain sentences (:func:`equal_length_lines`).
+
+    ``matched`` / ``adjusted`` are the summary's entries, None when the contrast has no such control;
+    ``matched_verdict`` is None also when a subset has fewer than :data:`MIN_ITEMS` items with matched pairs.
+    """
+
+    matched: Entry | None
+    adjusted: Entry | None
+    matched_items: int            # the smallest subset's items with length-matched pairs
+    matched_pairs: int
+    matched_numbers: str          # "+x pp [lo, hi] pp"
+    matched_verdict: str | None
+    adjusted_numbers: str
+    adjusted_verdict: str | None
+
+    @property
+    def matched_shown(self) -> str:
+        if self.matched is None:
+            return "no length-matched pairs"
+        return f"length-matched {self.matched_numbers} ({self.matched_pairs} pairs)"
+
+    @property
+    def adjusted_shown(self) -> str:
+        return f"length-adjusted {self.adjusted_numbers}"
+
+
+def length_check(row: Entry, direction: int) -> LengthCheck:
+    lm = row.get("length_matched") if isinstance(row.get("length_matched"), Mapping) else None
+    la = row.get("length_adjusted") if isinstance(row.get("length_adjusted"), Mapping) else None
+    lm_n = int(_f((lm or {}).get("min_subset_items")) or 0)
+    m_low, m_high = interval_bounds((lm or {}).get("ci95"))
+    matched = interval_verdict(m_low, m_high, direction) if lm is not None and lm_n >= MIN_ITEMS else None
+    a_low, a_high = interval_bounds((la or {}).get("ci95"))
+    return LengthCheck(
+        lm, la, lm_n, int(_f((lm or {}).get("n_cells")) or 0),
+        f"{_pp(_f((lm or {}).get('diff')))} {_iv(m_low, m_high)} pp", matched,
+        f"{_pp(_f((la or {}).get('diff')))} {_iv(a_low, a_high)} pp",
+        interval_verdict(a_low, a_high, direction) if la is not None else None)
+
+
 def contrast_evidence(row: Entry, direction: int, label: str) -> Evidence:
     """One RM-vs-RM contrast of a group mean under the interval, minimum-n and length rules."""
     est = _f(row.get("diff"))
@@ -193,27 +236,20 @@ def contrast_evidence(row: Entry, direction: int, label: str) -> Evidence:
     raw = interval_verdict(low, high, direction)
     if raw == INCONCLUSIVE:
         return ev(INCONCLUSIVE, f"interval {_iv(low, high)} pp includes 0")
-    lm = row.get("length_matched") if isinstance(row.get("length_matched"), Mapping) else None
-    la = row.get("length_adjusted") if isinstance(row.get("length_adjusted"), Mapping) else None
-    lm_n = int(_f((lm or {}).get("min_subset_items")) or 0)
-    m_low, m_high = interval_bounds((lm or {}).get("ci95"))
-    matched = interval_verdict(m_low, m_high, direction) if lm is not None and lm_n >= MIN_ITEMS else None
-    m_shown = (f"length-matched {_pp(_f(lm.get('diff')))} {_iv(m_low, m_high)} pp "
-               f"({int(_f(lm.get('n_cells')) or 0)} pairs)") if lm is not None else "no length-matched pairs"
-    if la is not None:
-        a_low, a_high = interval_bounds(la.get("ci95"))
-        adjusted = interval_verdict(a_low, a_high, direction)
-        a_shown = f"length-adjusted {_pp(_f(la.get('diff')))} {_iv(a_low, a_high)} pp"
+    c = length_check(row, direction)
+    matched, m_shown = c.matched_verdict, c.matched_shown
+    if c.adjusted is not None:
+        adjusted, a_shown = c.adjusted_verdict, c.adjusted_shown
         if adjusted != raw:
             return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but {a_shown} ({adjusted}); {m_shown}")
         if matched is not None and matched not in (raw, INCONCLUSIVE):
             return ev(INCONCLUSIVE_LENGTH, f"raw: {raw} and {a_shown}, but {m_shown} ({matched})")
         return ev(raw, f"holds at equal length: {a_shown}; {m_shown}")
-    if lm is None:
+    if c.matched is None:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; no length-matched pairs to check it on")
     if matched is None:
-        return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; a subset has only {lm_n} items with length-matched pairs "
-                                       f"(< {MIN_ITEMS}) to check it on")
+        return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}; a subset has only {c.matched_items} items with length-matched "
+                                       f"pairs (< {MIN_ITEMS}) to check it on")
     if matched != raw:
         return ev(INCONCLUSIVE_LENGTH, f"raw: {raw}, but {m_shown} ({matched})")
     return ev(raw, f"holds on {m_shown}")
@@ -269,40 +305,32 @@ def equal_length_lines(contrasts: Sequence[Entry]) -> list[str]:
     out: list[str] = []
     for group, direction in (("helpful", +1), ("harmless", -1)):
         for r in _group_contrasts(contrasts, "helpful-vs-harmless", group):
-            lm = r.get("length_matched") if isinstance(r.get("length_matched"), Mapping) else None
-            la = r.get("length_adjusted") if isinstance(r.get("length_adjusted"), Mapping) else None
-            if lm is None and la is None:
+            c = length_check(r, direction)
+            if c.matched is None and c.adjusted is None:
                 continue
             side = "helpful RM above the harmless RM" if direction > 0 else "harmless RM above the helpful RM"
             head = f"{r.get('backbone')}, {r.get('task')} (paper: {side}; raw {_pp(_f(r.get('diff')))} " \
                    f"{_iv(*interval_bounds(r.get('ci95')))} pp over {r.get('n_items')} items):"
             parts: list[str] = []
-            if lm is None:
+            if c.matched is None:
                 parts.append("no pair has responses of about equal length")
             else:
-                low, high = interval_bounds(lm.get("ci95"))
-                n_min = int(_f(lm.get("min_subset_items")) or 0)
-                shown = (f"{int(_f(lm.get('n_cells')) or 0)} length-matched pairs give "
-                         f"{_pp(_f(lm.get('diff')))} {_iv(low, high)} pp")
-                verdict = interval_verdict(low, high, direction)
-                if n_min < MIN_ITEMS:
-                    parts.append(f"{shown}, too few to judge (a subset has {n_min} items with such pairs, "
+                shown = f"{c.matched_pairs} length-matched pairs give {c.matched_numbers}"
+                if c.matched_verdict is None:
+                    parts.append(f"{shown}, too few to judge (a subset has {c.matched_items} items with such pairs, "
                                  f"fewer than {MIN_ITEMS})")
-                elif verdict == SUPPORTED:
+                elif c.matched_verdict == SUPPORTED:
                     parts.append(f"{shown}: they confirm the paper's direction at equal length")
-                elif verdict == NOT_SUPPORTED:
+                elif c.matched_verdict == NOT_SUPPORTED:
                     parts.append(f"{shown}: they contradict the paper's direction at equal length")
                 else:
                     parts.append(f"{shown}: the interval includes 0, so these pairs can neither confirm nor "
                                  "refute the difference at this size")
-            if la is not None:
-                a_low, a_high = interval_bounds(la.get("ci95"))
-                adjusted = interval_verdict(a_low, a_high, direction)
+            if c.adjusted is not None:
                 reading = {SUPPORTED: "the difference survives at equal length",
                            NOT_SUPPORTED: "at equal length the difference points the other way"}.get(
-                    adjusted, "at equal length the difference may be zero")
-                parts.append(f"the length adjustment over all pairs gives {_pp(_f(la.get('diff')))} "
-                             f"{_iv(a_low, a_high)} pp: {reading}")
+                    str(c.adjusted_verdict), "at equal length the difference may be zero")
+                parts.append(f"the length adjustment over all pairs gives {c.adjusted_numbers}: {reading}")
             out.append(f"{head} {'; '.join(parts)}.")
     return out
 
